@@ -1,0 +1,130 @@
+"""48 kHz HiFi-GAN generator (upstream ``audiosr/hifigan/models.py::Generator``), spec 9.3.
+
+Kong et al., "HiFi-GAN: Generative Adversarial Networks for Efficient and High Fidelity Speech
+Synthesis" (NeurIPS 2020), V1 generator with resblock type "1". Weight norm is already folded
+into plain ``weight``/``bias`` in the official checkpoint, so the layers here are plain convs.
+
+The input is the VAE's natural-log mel [B, 256, T] (no de-normalisation); five transposed
+convolutions upsample by 6*5*4*2*2 = 480 samples per frame. Their padding ``(k - u) // 2``
+leaves 16 extra samples, so the output has ``480 * T + 16`` samples at 48 kHz.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from audiosr.config import VocoderConfig
+
+log = logging.getLogger(__name__)
+
+# Slope of every leaky ReLU inside the network (upstream LRELU_SLOPE).
+LRELU_SLOPE = 0.1
+# The one before conv_post uses PyTorch's default slope: upstream calls F.leaky_relu(x)
+# without a slope there (spec 9.3).
+FINAL_LRELU_SLOPE = 0.01
+
+
+def _same_padding(kernel_size: int, dilation: int) -> int:
+    """Padding that keeps the length of a stride-1 dilated conv."""
+    return dilation * (kernel_size - 1) // 2
+
+
+class ResBlock(nn.Module):
+    """Three (dilated conv, conv) residual stages with leaky ReLU pre-activation."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...]) -> None:
+        super().__init__()
+        self.convs1 = nn.ModuleList(
+            nn.Conv1d(
+                channels,
+                channels,
+                kernel_size,
+                dilation=d,
+                padding=_same_padding(kernel_size, d),
+            )
+            for d in dilations
+        )
+        self.convs2 = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel_size, padding=_same_padding(kernel_size, 1))
+            for _ in dilations
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, C, L] -> [B, C, L]."""
+        for conv1, conv2 in zip(self.convs1, self.convs2, strict=True):
+            xt = conv1(F.leaky_relu(x, LRELU_SLOPE))
+            xt = conv2(F.leaky_relu(xt, LRELU_SLOPE))
+            x = xt + x
+        return x
+
+
+class HiFiGAN(nn.Module):
+    """Mel to waveform generator.
+
+    Args:
+        config: vocoder hyper-parameters (``upsample_initial_channel`` is halved after every
+            upsampling stage).
+    """
+
+    def __init__(self, config: VocoderConfig) -> None:
+        super().__init__()
+        if len(config.upsample_rates) != len(config.upsample_kernel_sizes):
+            raise ValueError("upsample_rates and upsample_kernel_sizes must have the same length")
+        if len(config.resblock_kernel_sizes) != len(config.resblock_dilation_sizes):
+            raise ValueError(
+                "resblock_kernel_sizes and resblock_dilation_sizes must have the same length"
+            )
+        self.config = config
+        self.num_kernels = len(config.resblock_kernel_sizes)
+        ch = config.upsample_initial_channel
+        self.conv_pre = nn.Conv1d(config.num_mels, ch, 7, padding=3)
+        ups = []
+        resblocks = []
+        for rate, kernel in zip(config.upsample_rates, config.upsample_kernel_sizes, strict=True):
+            # Padding (k - u) // 2 makes each stage produce (L - 1) * u + k - 2p samples.
+            pad = (kernel - rate) // 2
+            ups.append(nn.ConvTranspose1d(ch, ch // 2, kernel, stride=rate, padding=pad))
+            ch //= 2
+            # One ResBlock per kernel size; forward() averages them.
+            for k, dilations in zip(
+                config.resblock_kernel_sizes, config.resblock_dilation_sizes, strict=True
+            ):
+                resblocks.append(ResBlock(ch, k, tuple(dilations)))
+        self.ups = nn.ModuleList(ups)
+        self.resblocks = nn.ModuleList(resblocks)
+        self.conv_post = nn.Conv1d(ch, 1, 7, padding=3)
+
+    def output_length(self, frames: int) -> int:
+        """Samples produced for ``frames`` mel frames (480 * T + 16 for the 48 kHz config)."""
+        n = frames
+        for rate, kernel in zip(
+            self.config.upsample_rates, self.config.upsample_kernel_sizes, strict=True
+        ):
+            n = (n - 1) * rate - 2 * ((kernel - rate) // 2) + kernel
+        return n
+
+    def forward(self, mel: Tensor) -> Tensor:
+        """Vocode a natural-log mel.
+
+        Args:
+            mel: [B, n_mels, T] natural-log mel (upstream layout ``mel[:, 0].transpose(1, 2)``).
+
+        Returns:
+            Waveform [B, 1, 480 * T + 16] in [-1, 1] at 48 kHz.
+        """
+        x = self.conv_pre(mel)
+        for i, up in enumerate(self.ups):
+            x = up(F.leaky_relu(x, LRELU_SLOPE))
+            # Multi-receptive-field fusion: mean of this stage's ResBlocks (sum, then divide,
+            # in upstream's order).
+            first = i * self.num_kernels
+            xs = self.resblocks[first](x)
+            for j in range(first + 1, first + self.num_kernels):
+                xs = xs + self.resblocks[j](x)
+            x = xs / self.num_kernels
+        x = F.leaky_relu(x, FINAL_LRELU_SLOPE)
+        return torch.tanh(self.conv_post(x))
