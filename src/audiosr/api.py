@@ -1,0 +1,155 @@
+"""The modern Python API: one loader, one call.
+
+    import audiosr
+    up = audiosr.load("basic")                  # or engine="dsp" (no download)
+    y48k = up(audio, sample_rate)               # audio: [C, T] or [T] float in [-1, 1]
+    up.upsample_file("in.mp3", "out.wav")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .config import AudioSRConfig, SamplingOptions
+from .devices import resolve_device
+from .engines.base import Engine
+from .pipeline import SAMPLE_RATE, PipelineOptions, UpsampleReport, upsample
+
+log = logging.getLogger(__name__)
+
+ENGINE_NAMES = ("audiosr", "dsp", "sinc")
+
+
+def make_engine(
+    engine: str = "audiosr",
+    *,
+    model: str | os.PathLike[str] = "basic",
+    config: AudioSRConfig | str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = "auto",
+    options: SamplingOptions | None = None,
+    progress: bool = False,
+) -> Engine:
+    """Build an engine by name: ``audiosr`` (diffusion, official weights), ``dsp``, ``sinc``.
+
+    Raises:
+        ValueError: unknown engine name.
+        CheckpointError: the diffusion weights cannot be found or loaded.
+    """
+    if engine == "dsp":
+        from .engines.dsp import DSPEngine
+
+        return DSPEngine()
+    if engine == "sinc":
+        from .engines.base import SincEngine
+
+        return SincEngine()
+    if engine != "audiosr":
+        raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINE_NAMES)}")
+    from .engines.diffusion import AudioSREngine, DiffusionRuntime
+    from .weights import load_model
+
+    if config is None:
+        cfg = AudioSRConfig()
+    elif isinstance(config, AudioSRConfig):
+        cfg = config
+    else:
+        cfg = AudioSRConfig.from_file(config)
+    dev = resolve_device(device)
+    net = load_model(cfg, model, device=dev)
+    return AudioSREngine(DiffusionRuntime(net, cfg), options or SamplingOptions(), progress=progress)
+
+
+@dataclass
+class Upsampler:
+    """An engine plus the real-world pipeline around it. Holds no per-call state."""
+
+    engine: Engine
+    pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+
+    def __call__(
+        self,
+        audio: np.ndarray | Tensor,
+        sample_rate: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Tensor:
+        """Super-resolve ``audio`` ([C, T] or [T], any rate) to 48 kHz ([C, T48] float32)."""
+        y, _ = self.process(audio, sample_rate, progress=progress)
+        return y
+
+    def process(
+        self,
+        audio: np.ndarray | Tensor,
+        sample_rate: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[Tensor, UpsampleReport]:
+        """Like ``__call__`` but also returns the :class:`UpsampleReport`."""
+        from .audio_io import resample
+
+        x = audio.detach().cpu().float().numpy() if isinstance(audio, Tensor) else np.asarray(audio)
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2:
+            raise ValueError(f"audio must be [C, T] or [T], got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError("audio contains NaN or Inf samples")
+        if sample_rate != SAMPLE_RATE:
+            x = resample(x, int(sample_rate), SAMPLE_RATE)
+        with torch.inference_mode():
+            return upsample(self.engine, torch.from_numpy(x), self.pipeline, progress=progress)
+
+    def upsample_file(
+        self,
+        src: str | os.PathLike[str],
+        dst: str | os.PathLike[str],
+        *,
+        subtype: str = "PCM_24",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> UpsampleReport:
+        """Read ``src`` (any supported format), write 48 kHz ``dst`` atomically."""
+        from .audio_io import read_audio, write_audio
+
+        audio, sr = read_audio(src)
+        y, report = self.process(audio, sr, progress=progress)
+        peak = float(y.abs().max()) if y.numel() else 0.0
+        if peak > 1.0 and subtype != "FLOAT":
+            log.warning("%s: output peaks at %.2f; soft-limiting to avoid clipping", src, peak)
+            y = torch.tanh(y)
+        write_audio(Path(dst), y.numpy(), SAMPLE_RATE, subtype=subtype, protect=[Path(src)])
+        return report
+
+
+def load(
+    name_or_path: str | os.PathLike[str] = "basic",
+    *,
+    engine: str = "audiosr",
+    device: str | torch.device | None = "auto",
+    config: AudioSRConfig | str | os.PathLike[str] | None = None,
+    options: SamplingOptions | None = None,
+    pipeline: PipelineOptions | None = None,
+    progress: bool = False,
+) -> Upsampler:
+    """Load an :class:`Upsampler`.
+
+    Args:
+        name_or_path: ``basic``/``speech`` (official weights) or a checkpoint path.
+        engine: ``audiosr`` (default), ``dsp`` (no weights) or ``sinc`` (plain resampling).
+        device: ``auto`` picks cuda, then mps, then cpu.
+        config: architecture for custom checkpoints (original nested YAML/JSON).
+        options: sampling options of the diffusion engine.
+        pipeline: cutoff, pre-filter, loudness, segmenting options.
+        progress: show the sampler's progress bar.
+    """
+    eng = make_engine(
+        engine, model=name_or_path, config=config, device=device, options=options,
+        progress=progress,
+    )
+    return Upsampler(eng, pipeline or PipelineOptions())
