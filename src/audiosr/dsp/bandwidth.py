@@ -87,13 +87,8 @@ def long_term_spectrum(
     if n_frames > max_frames:
         starts = starts[np.linspace(0, n_frames - 1, max_frames).round().astype(int)]
     window = signal.get_window("hann", n_fft, fftbins=True)
-    power = np.zeros(n_fft // 2 + 1)
-    # Frame in slabs so the [C, frames, n_fft] buffer stays small for long inputs.
-    for i in range(0, len(starts), 256):
-        idx = starts[i : i + 256, None] + np.arange(n_fft)
-        frames = x[:, idx] * window  # [C, F, n_fft]
-        power += (np.abs(np.fft.rfft(frames, axis=-1)) ** 2).sum(axis=(0, 1))
-    power /= len(starts) * x.shape[0]
+    idx = starts[:, None] + np.arange(n_fft)
+    power = np.median((np.abs(np.fft.rfft(x[:, idx] * window, axis=-1)) ** 2).mean(0), axis=0)
     return np.fft.rfftfreq(n_fft, 1.0 / sample_rate), power
 
 
