@@ -24,7 +24,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -144,7 +145,8 @@ def _check_wav_truncation(path: Path, f: sf.SoundFile) -> None:
         )
 
 
-def _import_av():  # noqa: ANN202 (returns the optional module)
+def _import_av() -> ModuleType | None:
+    """PyAV if installed (an optional dependency), else None."""
     try:
         import av
     except ImportError:
@@ -160,8 +162,10 @@ def _no_decoder(path: Path, reason: str) -> AudioReadError:
     )
 
 
-def _av_open(path: Path):  # noqa: ANN202 (returns a PyAV container and its audio stream)
+def _av_open(path: Path) -> tuple[Any, Any]:
+    """Open with PyAV: ``(container, first audio stream)``."""
     av = _import_av()
+    assert av is not None
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as err:
@@ -175,6 +179,7 @@ def _av_open(path: Path):  # noqa: ANN202 (returns a PyAV container and its audi
 def _av_blocks(path: Path, max_channels: int) -> Iterator[tuple[np.ndarray, int]]:
     """Decode with PyAV: yields ``(samples [C, n] float32, sample_rate)`` per decoded frame."""
     av = _import_av()
+    assert av is not None
     container, stream = _av_open(path)
     with container:
         _check_channels(path, stream.channels, max_channels)
