@@ -66,8 +66,9 @@ def run_one(name: str, repeats: int, attention: str) -> dict:
 
         results["front_end"] = _time(front, repeats)
         _, mag = frontend(wave)
-        low = simulate_lowpass(wave, float(cutoff_hz_from_stft(fit_frames(mag, frames)[0])[1]),
-                               "butter")
+        low = simulate_lowpass(
+            wave, float(cutoff_hz_from_stft(fit_frames(mag, frames)[0])[1]), "butter"
+        )
         lp_mel = fit_frames(frontend(low)[0], frames)
         results["vae_encode"] = _time(
             lambda: model.cond_vae.encode(lp_mel[:, None], attention=attention), repeats
@@ -91,8 +92,12 @@ def run_one(name: str, repeats: int, attention: str) -> dict:
         voc = model.vocoder(mel[:, 0].transpose(1, 2))[:, 0]
         results["post_processing"] = _time(lambda: replace_low_band(voc, low), repeats)
     per_block_50 = (
-        results["front_end"] + results["vae_encode"] + 50 * results["unet_step_cfg"]
-        + results["vae_decode"] + results["vocoder"] + results["post_processing"]
+        results["front_end"]
+        + results["vae_encode"]
+        + 50 * results["unet_step_cfg"]
+        + results["vae_decode"]
+        + results["vocoder"]
+        + results["post_processing"]
     )
     return {
         "config": name,
@@ -122,9 +127,17 @@ def main() -> None:
     for name in args.configs.split(","):
         for attention in args.attention.split(","):
             out = subprocess.run(
-                [sys.executable, __file__, "--one", f"{name}:{attention}",
-                 "--repeats", str(args.repeats)],
-                check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    f"{name}:{attention}",
+                    "--repeats",
+                    str(args.repeats),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             )
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     keys = list(rows[0])

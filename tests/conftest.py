@@ -66,7 +66,9 @@ class Golden:
 
     def runs(self) -> list[str]:
         """Names of the recorded full runs (``runA``, ``runB``, ...)."""
-        return sorted(k for k in self.meta if k.startswith("run") and isinstance(self.meta[k], dict))
+        return sorted(
+            k for k in self.meta if k.startswith("run") and isinstance(self.meta[k], dict)
+        )
 
     def ddim_step_counts(self) -> list[int]:
         out = []

@@ -21,9 +21,22 @@ def test_upstream_preset_reproduces_original_file(golden, tmp_path):
     run = golden.runs()[0]
     meta = golden.meta[run]
     argv = [
-        "-i", str(golden.input_path), "-s", str(tmp_path), "--preset", "upstream",
-        "--ddim_steps", str(meta["ddim_steps"]), "-gs", str(meta["guidance"]),
-        "--seed", str(meta["seed"]), "-d", "cpu", "-q", *_tiny_args(golden),
+        "-i",
+        str(golden.input_path),
+        "-s",
+        str(tmp_path),
+        "--preset",
+        "upstream",
+        "--ddim_steps",
+        str(meta["ddim_steps"]),
+        "-gs",
+        str(meta["guidance"]),
+        "--seed",
+        str(meta["seed"]),
+        "-d",
+        "cpu",
+        "-q",
+        *_tiny_args(golden),
     ]
     assert main(argv) == 0
     out = tmp_path / f"{golden.input_path.stem}_AudioSR_Processed_48K.wav"
@@ -41,8 +54,18 @@ def test_upstream_preset_reproduces_original_file(golden, tmp_path):
 
 def test_modern_default_keeps_length_and_low_band(golden, tmp_path):
     argv = [
-        "-i", str(golden.input_path), "-s", str(tmp_path), "--ddim_steps", "2", "-d", "cpu",
-        "-q", *_tiny_args(golden), "--subtype", "float",
+        "-i",
+        str(golden.input_path),
+        "-s",
+        str(tmp_path),
+        "--ddim_steps",
+        "2",
+        "-d",
+        "cpu",
+        "-q",
+        *_tiny_args(golden),
+        "--subtype",
+        "float",
     ]
     assert main(argv) == 0
     out = tmp_path / f"{golden.input_path.stem}_AudioSR_Processed_48K.wav"
@@ -58,12 +81,27 @@ def test_modern_default_keeps_length_and_low_band(golden, tmp_path):
 
 
 def test_console_entry_point_help():
-    out = subprocess.run([sys.executable, "-m", "audiosr", "--help"], capture_output=True,
-                         text=True, check=True)
-    for flag in ("--input_audio_file", "--input_file_list", "--save_path", "--model_name",
-                 "--device", "--ddim_steps", "--guidance_scale", "--seed", "--suffix",
-                 "--chunking", "--chunk_duration", "--overlap_duration", "--checkpoint",
-                 "--config", "-il", "-gs"):
+    out = subprocess.run(
+        [sys.executable, "-m", "audiosr", "--help"], capture_output=True, text=True, check=True
+    )
+    for flag in (
+        "--input_audio_file",
+        "--input_file_list",
+        "--save_path",
+        "--model_name",
+        "--device",
+        "--ddim_steps",
+        "--guidance_scale",
+        "--seed",
+        "--suffix",
+        "--chunking",
+        "--chunk_duration",
+        "--overlap_duration",
+        "--checkpoint",
+        "--config",
+        "-il",
+        "-gs",
+    ):
         assert flag in out.stdout, flag
 
 
@@ -89,6 +127,19 @@ def test_bad_arguments_give_one_line(golden, tmp_path, capsys, extra, needle):
 
 def test_convert_command(golden, tmp_path):
     dst = tmp_path / "tiny.safetensors"
-    assert main(["convert", str(golden.checkpoint_path), str(dst), "--config",
-                 str(golden.config_path), "--dtype", "fp16", "-q"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(golden.checkpoint_path),
+                str(dst),
+                "--config",
+                str(golden.config_path),
+                "--dtype",
+                "fp16",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert dst.is_file() and dst.stat().st_size > 0

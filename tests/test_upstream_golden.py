@@ -37,7 +37,9 @@ def _run(golden, runtime, run: str, steps_out: list | None = None):
     wave, duration = read_audio_upstream(golden.input_path)
     padded = prepare_upstream_batch(wave, duration)
     options = SamplingOptions(
-        steps=int(meta["ddim_steps"]), guidance_scale=float(meta["guidance"]), seed=int(meta["seed"])
+        steps=int(meta["ddim_steps"]),
+        guidance_scale=float(meta["guidance"]),
+        seed=int(meta["seed"]),
     )
 
     def callback(info: dict) -> None:
@@ -81,7 +83,10 @@ def test_every_golden_run(golden, runtime):
         steps: list[dict] = []
         result = _run(golden, runtime, run, steps)
         np.testing.assert_allclose(
-            result.condition.numpy(), golden[f"{run}_cond"], atol=MODEL_TOL, rtol=MODEL_TOL,
+            result.condition.numpy(),
+            golden[f"{run}_cond"],
+            atol=MODEL_TOL,
+            rtol=MODEL_TOL,
             err_msg=f"{run}: condition",
         )
         np.testing.assert_array_equal(
@@ -89,13 +94,20 @@ def test_every_golden_run(golden, runtime):
         )
         for i, step in enumerate(steps):
             key = f"{run}_step{i}_x_prev"
-            np.testing.assert_allclose(step["x_next"].numpy(), golden[key], atol=LATENT_ATOL, rtol=0,
-                                       err_msg=key)
+            np.testing.assert_allclose(
+                step["x_next"].numpy(), golden[key], atol=LATENT_ATOL, rtol=0, err_msg=key
+            )
             if f"{run}_step{i}_pred_x0" in golden:
-                np.testing.assert_allclose(step["x0"].numpy(), golden[f"{run}_step{i}_pred_x0"],
-                                           atol=LATENT_ATOL, rtol=0)
-        np.testing.assert_allclose(result.mel.numpy(), golden[f"{run}_mel_replaced"],
-                                   atol=MODEL_TOL * 10, rtol=MODEL_TOL, err_msg=f"{run}: mel")
+                np.testing.assert_allclose(
+                    step["x0"].numpy(), golden[f"{run}_step{i}_pred_x0"], atol=LATENT_ATOL, rtol=0
+                )
+        np.testing.assert_allclose(
+            result.mel.numpy(),
+            golden[f"{run}_mel_replaced"],
+            atol=MODEL_TOL * 10,
+            rtol=MODEL_TOL,
+            err_msg=f"{run}: mel",
+        )
 
 
 def test_super_resolution_dropin_equals_original(golden, runtime):
@@ -104,8 +116,11 @@ def test_super_resolution_dropin_equals_original(golden, runtime):
         meta = golden.meta[run]
         handle = LatentDiffusion(runtime=runtime)  # a fresh model object: "first call"
         out = super_resolution(
-            handle, str(golden.input_path), seed=int(meta["seed"]),
-            ddim_steps=int(meta["ddim_steps"]), guidance_scale=float(meta["guidance"]),
+            handle,
+            str(golden.input_path),
+            seed=int(meta["seed"]),
+            ddim_steps=int(meta["ddim_steps"]),
+            guidance_scale=float(meta["guidance"]),
         )
         ref = golden[f"{run}_output"]
         assert out.shape == ref.shape and out.dtype == np.float32
@@ -118,8 +133,11 @@ def test_second_call_consumes_extra_draw(golden, runtime):
     run = golden.runs()[0]
     meta = golden.meta[run]
     handle = LatentDiffusion(runtime=runtime)
-    kwargs = dict(seed=int(meta["seed"]), ddim_steps=int(meta["ddim_steps"]),
-                  guidance_scale=float(meta["guidance"]))
+    kwargs = dict(
+        seed=int(meta["seed"]),
+        ddim_steps=int(meta["ddim_steps"]),
+        guidance_scale=float(meta["guidance"]),
+    )
     first = super_resolution(handle, str(golden.input_path), **kwargs)
     second = super_resolution(handle, str(golden.input_path), **kwargs)
     assert not np.allclose(first, second, atol=1e-3)

@@ -80,8 +80,9 @@ def test_pickled_code_is_never_executed(tmp_path, golden_config):
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 def test_convert_to_safetensors_round_trip(tmp_path, golden, golden_config, dtype):
-    dst = convert_checkpoint(golden.checkpoint_path, tmp_path / "tiny.safetensors",
-                             config=golden_config, dtype=dtype)
+    dst = convert_checkpoint(
+        golden.checkpoint_path, tmp_path / "tiny.safetensors", config=golden_config, dtype=dtype
+    )
     ref = load_model(golden_config, golden.checkpoint_path).state_dict()
     got = load_model(golden_config, dst).state_dict()  # loaded back as fp32
     assert set(got) == set(ref)

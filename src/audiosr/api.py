@@ -1,9 +1,9 @@
 """The modern Python API: one loader, one call.
 
-    import audiosr
-    up = audiosr.load("basic")                  # or engine="dsp" (no download)
-    y48k = up(audio, sample_rate)               # audio: [C, T] or [T] float in [-1, 1]
-    up.upsample_file("in.mp3", "out.wav")
+import audiosr
+up = audiosr.load("basic")                  # or engine="dsp" (no download)
+y48k = up(audio, sample_rate)               # audio: [C, T] or [T] float in [-1, 1]
+up.upsample_file("in.mp3", "out.wav")
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ from torch import Tensor
 from .config import AudioSRConfig, SamplingOptions
 from .devices import resolve_device
 from .engines.base import Engine
-from .pipeline import SAMPLE_RATE, PipelineOptions, UpsampleReport, upsample
+from .pipeline import SAMPLE_RATE, PipelineOptions, UpsampleReport, upsample, upsample_file
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,9 @@ def make_engine(
         cfg = AudioSRConfig.from_file(config)
     dev = resolve_device(device)
     net = load_model(cfg, model, device=dev)
-    return AudioSREngine(DiffusionRuntime(net, cfg), options or SamplingOptions(), progress=progress)
+    return AudioSREngine(
+        DiffusionRuntime(net, cfg), options or SamplingOptions(), progress=progress
+    )
 
 
 @dataclass
@@ -114,17 +115,10 @@ class Upsampler:
         subtype: str = "PCM_24",
         progress: Callable[[int, int], None] | None = None,
     ) -> UpsampleReport:
-        """Read ``src`` (any supported format), write 48 kHz ``dst`` atomically."""
-        from .audio_io import read_audio, write_audio
-
-        audio, sr = read_audio(src)
-        y, report = self.process(audio, sr, progress=progress)
-        peak = float(y.abs().max()) if y.numel() else 0.0
-        if peak > 1.0 and subtype != "FLOAT":
-            log.warning("%s: output peaks at %.2f; soft-limiting to avoid clipping", src, peak)
-            y = torch.tanh(y)
-        write_audio(Path(dst), y.numpy(), SAMPLE_RATE, subtype=subtype, protect=[Path(src)])
-        return report
+        """Stream ``src`` (any supported format and rate) to a 48 kHz ``dst``, atomically."""
+        return upsample_file(
+            self.engine, src, dst, self.pipeline, subtype=subtype, progress=progress
+        )
 
 
 def load(
@@ -149,7 +143,11 @@ def load(
         progress: show the sampler's progress bar.
     """
     eng = make_engine(
-        engine, model=name_or_path, config=config, device=device, options=options,
+        engine,
+        model=name_or_path,
+        config=config,
+        device=device,
+        options=options,
         progress=progress,
     )
     return Upsampler(eng, pipeline or PipelineOptions())

@@ -38,7 +38,9 @@ def configure_logging(quiet: bool = False, debug: bool = False) -> None:
     """Entry-point-only logging setup: messages to stderr, no tracebacks unless debugging."""
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if debug else "%(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(levelname)s: %(message)s" if debug else "%(message)s")
+    )
     root = logging.getLogger("audiosr")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -53,48 +55,90 @@ def _upsample_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("paths", nargs="*", help="input files or folders (searched recursively)")
-    p.add_argument("-i", "--input_audio_file", action="append", default=None,
-                   help="input audio file (repeatable)")
+    p.add_argument(
+        "-i",
+        "--input_audio_file",
+        action="append",
+        default=None,
+        help="input audio file (repeatable)",
+    )
     p.add_argument("-il", "--input_file_list", default="", help="text file, one input per line")
     p.add_argument("-s", "--save_path", default="./output", help="output folder")
-    p.add_argument("--model_name", default="basic", choices=["basic", "speech"],
-                   help="official checkpoint (downloaded from Hugging Face on first use)")
+    p.add_argument(
+        "--model_name",
+        default="basic",
+        choices=["basic", "speech"],
+        help="official checkpoint (downloaded from Hugging Face on first use)",
+    )
     p.add_argument("-d", "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--ddim_steps", type=int, default=None, help="sampler steps (50; preset)")
-    p.add_argument("-gs", "--guidance_scale", type=float, default=None,
-                   help="classifier-free guidance scale (3.5; preset)")
+    p.add_argument(
+        "-gs",
+        "--guidance_scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale (3.5; preset)",
+    )
     p.add_argument("--seed", type=int, default=42, help="random seed")
     p.add_argument("--suffix", default="_AudioSR_Processed_48K", help="output name suffix")
-    p.add_argument("--chunking", action="store_true",
-                   help="upstream preset: the original's chunked long-audio path")
+    p.add_argument(
+        "--chunking",
+        action="store_true",
+        help="upstream preset: the original's chunked long-audio path",
+    )
     p.add_argument("--chunk_duration", type=float, default=15, help="seconds (with --chunking)")
     p.add_argument("--overlap_duration", type=float, default=2, help="seconds (with --chunking)")
     p.add_argument("--checkpoint", default=None, help="local checkpoint (.bin/.pt/.safetensors)")
     p.add_argument("--config", default=None, help="model config in the original's YAML/JSON")
-    p.add_argument("--engine", default="audiosr", choices=["audiosr", "dsp", "sinc"],
-                   help="audiosr: diffusion model; dsp: no weights needed; sinc: resampling only")
-    p.add_argument("--preset", default="quality", choices=sorted(PRESETS),
-                   help="upstream: the original's exact numbers and output format")
+    p.add_argument(
+        "--engine",
+        default="audiosr",
+        choices=["audiosr", "dsp", "sinc"],
+        help="audiosr: diffusion model; dsp: no weights needed; sinc: resampling only",
+    )
+    p.add_argument(
+        "--preset",
+        default="quality",
+        choices=sorted(PRESETS),
+        help="upstream: the original's exact numbers and output format",
+    )
     p.add_argument("--sampler", default=None, choices=["ddim", "dpmpp_2m", "unipc"])
     p.add_argument("--eta", type=float, default=1.0, help="DDIM stochasticity (0: deterministic)")
     p.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16", "auto"])
     p.add_argument("--attention", default="math", choices=["math", "sdpa"])
-    p.add_argument("--filter_family", default=None,
-                   choices=["butter", "cheby1", "ellip", "bessel"],
-                   help="low-pass family of the condition (default: drawn from the seed)")
-    p.add_argument("--cutoff", type=float, default=None, help="input band limit in Hz "
-                   "(default: detected)")
-    p.add_argument("--no_prefilter", action="store_true",
-                   help="do not low-pass the input at its cutoff before inference")
+    p.add_argument(
+        "--filter_family",
+        default=None,
+        choices=["butter", "cheby1", "ellip", "bessel"],
+        help="low-pass family of the condition (default: drawn from the seed)",
+    )
+    p.add_argument(
+        "--cutoff", type=float, default=None, help="input band limit in Hz (default: detected)"
+    )
+    p.add_argument(
+        "--no_prefilter",
+        action="store_true",
+        help="do not low-pass the input at its cutoff before inference",
+    )
     p.add_argument("--force", action="store_true", help="process full-band inputs too")
-    p.add_argument("--normalize", action="store_true",
-                   help="peak-normalise the output like the original instead of keeping loudness")
+    p.add_argument(
+        "--normalize",
+        action="store_true",
+        help="peak-normalise the output like the original instead of keeping loudness",
+    )
     p.add_argument("--batch_size", type=int, default=4, help="segments x channels per call")
-    p.add_argument("--subtype", default=None, choices=sorted(SUBTYPES),
-                   help="output sample format (pcm_24; pcm_16 for the upstream preset)")
+    p.add_argument(
+        "--subtype",
+        default=None,
+        choices=sorted(SUBTYPES),
+        help="output sample format (pcm_24; pcm_16 for the upstream preset)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--timestamped", action="store_true",
-                   help="write into a DD_MM_YYYY_HH_MM_SS sub-folder like the original")
+    p.add_argument(
+        "--timestamped",
+        action="store_true",
+        help="write into a DD_MM_YYYY_HH_MM_SS sub-folder like the original",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -209,7 +253,9 @@ def _sampling_options(args: argparse.Namespace):
     )
 
 
-def _progress_bar(enabled: bool, desc: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+def _progress_bar(
+    enabled: bool, desc: str
+) -> tuple[Callable[[int, int], None], Callable[[], None]]:
     """A tqdm bar driven by (done, total) callbacks; a no-op when disabled."""
     from tqdm.auto import tqdm
 
@@ -273,8 +319,14 @@ def _modern_processor(args: argparse.Namespace, options) -> Callable[[Path, Path
     from .pipeline import PipelineOptions
 
     model = args.checkpoint or args.model_name
-    engine = make_engine(args.engine, model=model, config=args.config, device=args.device,
-                         options=options, progress=False)
+    engine = make_engine(
+        args.engine,
+        model=model,
+        config=args.config,
+        device=args.device,
+        options=options,
+        progress=False,
+    )
     pipeline = PipelineOptions(
         cutoff_hz=args.cutoff,
         prefilter=not args.no_prefilter,
@@ -305,24 +357,36 @@ def _upstream_processor(args: argparse.Namespace, options) -> Callable[[Path, Pa
 
     if args.engine != "audiosr":
         raise AudioSRError("--preset upstream needs --engine audiosr")
-    model = upstream.build_model(ckpt_path=args.checkpoint, config=args.config,
-                                 device=args.device, model_name=args.model_name)
+    model = upstream.build_model(
+        ckpt_path=args.checkpoint,
+        config=args.config,
+        device=args.device,
+        model_name=args.model_name,
+    )
 
     def process(src: Path, dst: Path, subtype: str) -> None:
         if args.chunking:
             out = upstream.super_resolution_long_audio(
-                model, src, seed=args.seed, ddim_steps=options.steps,
-                guidance_scale=options.guidance_scale, chunk_duration_s=args.chunk_duration,
+                model,
+                src,
+                seed=args.seed,
+                ddim_steps=options.steps,
+                guidance_scale=options.guidance_scale,
+                chunk_duration_s=args.chunk_duration,
                 overlap_duration_s=args.overlap_duration,
             ).numpy()
         else:
             out = upstream.super_resolution(
-                model, src, seed=args.seed, ddim_steps=options.steps,
+                model,
+                src,
+                seed=args.seed,
+                ddim_steps=options.steps,
                 guidance_scale=options.guidance_scale,
             )[0]
         keep = int(round(audio_info(src).duration_s * upstream.SAMPLE_RATE))
-        write_audio(dst, np.asarray(out[:, :keep]), upstream.SAMPLE_RATE, subtype=subtype,
-                    protect=[src])
+        write_audio(
+            dst, np.asarray(out[:, :keep]), upstream.SAMPLE_RATE, subtype=subtype, protect=[src]
+        )
 
     return process
 
@@ -364,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        log.error("internal error: %s: %s (rerun with --debug for details)",
-                  type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        log.error(
+            "internal error: %s: %s (rerun with --debug for details)",
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
         return 1

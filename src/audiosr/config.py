@@ -225,7 +225,8 @@ class AudioSRConfig:
                 raise ValueError(f"only the cosine {name} of AudioSR is supported, got {value!r}")
         if diffusion.parameterization != "v":
             raise ValueError(
-                f"only v-prediction is supported, got parameterization={diffusion.parameterization!r}"
+                "only v-prediction is supported, got "
+                f"parameterization={diffusion.parameterization!r}"
             )
         return cls(mel=mel, vae=vae, unet=unet_cfg, vocoder=vocoder, diffusion=diffusion)
 

@@ -146,7 +146,9 @@ def _run_padded(
 ) -> Tensor:
     """The body of ``generate_batch`` for one padded batch [B, L] -> [B, 480T+16]."""
     runtime = latent_diffusion.runtime
-    options = SamplingOptions(steps=int(ddim_steps), guidance_scale=float(guidance_scale), seed=seed)
+    options = SamplingOptions(
+        steps=int(ddim_steps), guidance_scale=float(guidance_scale), seed=seed
+    )
     generators = generators or Generators.from_seed(seed, runtime.device)
     family = draw_filter_family(seed)
     with torch.inference_mode():

@@ -267,7 +267,9 @@ def convert_checkpoint(
     tmp = dst.with_name(dst.name + ".partial")
     from dataclasses import asdict
 
-    save_file(out, str(tmp), metadata={"format": "pt", "audiosr_config": json.dumps(asdict(config))})
+    save_file(
+        out, str(tmp), metadata={"format": "pt", "audiosr_config": json.dumps(asdict(config))}
+    )
     os.replace(tmp, dst)
     log.info("wrote %d tensors (%s) to %s", len(out), dtype, dst)
     return dst

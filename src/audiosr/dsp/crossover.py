@@ -27,7 +27,10 @@ def crossover_weights(n_fft: int, sample_rate: int, cutoff_hz: float, width_hz: 
 
 
 def merge_low_band(
-    generated: Tensor, reference: Tensor, cutoff_hz: float, width_hz: float = 500.0,
+    generated: Tensor,
+    reference: Tensor,
+    cutoff_hz: float,
+    width_hz: float = 500.0,
     sample_rate: int = 48_000,
 ) -> Tensor:
     """Replace the band below ``cutoff_hz`` of ``generated`` with ``reference``'s.

@@ -49,7 +49,8 @@ class SincEngine:
     name = "sinc"
 
     def __call__(self, audio: Tensor, cutoff_hz: Tensor) -> Tensor:
-        """Return ``audio`` ``[B, T]`` unchanged (``cutoff_hz`` ``[B]`` is ignored)."""
+        """Return a copy of ``audio`` ``[B, T]`` (``cutoff_hz`` ``[B]`` is ignored)."""
         if audio.dim() != 2:
             raise ValueError(f"expected audio of shape [B, T], got {tuple(audio.shape)}")
-        return audio
+        # A copy, so callers may modify the output in place without touching their input.
+        return audio.clone()
