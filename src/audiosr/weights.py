@@ -213,8 +213,9 @@ def load_model(
     loaded = {}
     for key, tensor in tensors.items():
         target_dtype = dtype if tensor.is_floating_point() and tensor.dim() > 0 else tensor.dtype
-        # copy=True detaches the kept tensors from the memory-mapped file.
-        loaded[key] = tensor.to(device=device, dtype=target_dtype, copy=True)
+        # On the CPU at the file's dtype this is no copy: the parameter stays a copy-on-write
+        # view of the memory-mapped file, so only the pages inference touches are ever read.
+        loaded[key] = tensor.to(device=device, dtype=target_dtype)
     model.load_state_dict(loaded, strict=True, assign=True)
     _check_schedule(source, config, str(path))
     log.info("loaded %d tensors from %s", len(loaded), path)
