@@ -183,7 +183,10 @@ def estimate_delay(decoded: np.ndarray, reference: np.ndarray, max_delay: int = 
     spec = np.fft.rfft(decoded, size, axis=-1) * np.conj(np.fft.rfft(reference, size, axis=-1))
     corr = np.fft.irfft(spec.sum(axis=0), size)  # corr[d] = sum_t dec[t + d] ref[t]
     lags = np.arange(-max_delay, max_delay + 1)
-    return int(lags[np.argmax(corr[lags % size])])
+    window = corr[lags % size]
+    if not np.any(window > 0):  # silence (or nothing correlated): leave the signal in place
+        return 0
+    return int(lags[np.argmax(window)])
 
 
 def _codec(x: np.ndarray, d: Degradation, sample_rate: int) -> np.ndarray:
@@ -191,7 +194,13 @@ def _codec(x: np.ndarray, d: Degradation, sample_rate: int) -> np.ndarray:
     suffix = ".mp3" if d.kind == "mp3" else ".ogg"
     with tempfile.TemporaryDirectory(prefix="audiosr-degrade-") as tmp:
         path = Path(tmp) / f"coded{suffix}"
-        sf.write(path, x.T.astype(np.float32), sample_rate, **_codec_settings(d))  # type: ignore[arg-type]
+        try:
+            sf.write(path, x.T.astype(np.float32), sample_rate, **_codec_settings(d))  # type: ignore[arg-type]
+        except TypeError as err:  # soundfile before 0.13 has no compression_level/bitrate_mode
+            raise RuntimeError(
+                f"{d.name} needs soundfile >= 0.13 (compression_level and bitrate_mode); "
+                f"found {sf.__version__}: pip install -U soundfile"
+            ) from err
         decoded, rate = sf.read(path, dtype="float64", always_2d=True)
     if rate != sample_rate:
         raise RuntimeError(f"{d.name}: decoder returned {rate} Hz, expected {sample_rate} Hz")

@@ -1,0 +1,183 @@
+"""DSP bandwidth extension: beats plain resampling, keeps the low band, deterministic, fast."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from audiosr.engines.base import Engine, SincEngine
+from audiosr.engines.dsp import DSPConfig, DSPEngine
+from audiosr.eval.degrade import Degradation, apply
+from audiosr.eval.metrics import lsd, lsd_hf
+
+log = logging.getLogger(__name__)
+
+SR = 48_000
+CUTOFFS = (4000.0, 8000.0, 12_000.0)
+
+
+def _notes(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Amplitude envelope of notes: 0.1-0.6 s long, fast attack, exponential decay, gaps."""
+    env = np.zeros(n)
+    pos = 0
+    while pos < n:
+        length = int(rng.uniform(0.1, 0.6) * SR)
+        t = np.arange(min(length, n - pos)) / SR
+        env[pos : pos + len(t)] = np.minimum(t / 0.01, 1.0) * np.exp(-t / rng.uniform(0.1, 0.5))
+        pos += length + int(rng.uniform(0.0, 0.15) * SR)
+    return env
+
+
+def _tilted_noise(n: int, tilt_db_per_oct: float, rng: np.random.Generator) -> np.ndarray:
+    spec = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.maximum(np.fft.rfftfreq(n, 1 / SR), 50.0)
+    spec *= (freqs / 1000.0) ** (tilt_db_per_oct / (20 * math.log10(2)))
+    return np.fft.irfft(spec, n=n)
+
+
+def _harmonics(
+    f0: np.ndarray, phase: np.ndarray, tilt_db_per_oct: float, rng: np.random.Generator
+) -> np.ndarray:
+    """All harmonics of ``f0`` [T] (Hz) below Nyquist, amplitude k^(tilt / 6.02 dB)."""
+    x = np.zeros(len(phase))
+    step = np.exp(1j * phase)
+    partial = step.copy()  # exp(1j * k * phase), by recursion: far cheaper than sin per k
+    for k in range(1, int(SR / 2 / f0.min())):
+        amp = k ** (tilt_db_per_oct / (20 * math.log10(2)))
+        x += (k * f0 < SR / 2 - 200) * amp * (partial * np.exp(2j * np.pi * rng.uniform())).imag
+        partial *= step
+    return x
+
+
+def _harmonic_tones(seconds: float, tilt_db_per_oct: float, seed: int) -> torch.Tensor:
+    """Notes of harmonic tones (random f0) with a spectral tilt, over tilted breath noise."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    f0 = rng.choice([110.0, 196.0, 262.0, 330.0, 440.0], size=n // SR + 1)[(t // 1).astype(int)]
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.005 * np.sin(2 * np.pi * 5 * t))) / SR
+    x = _harmonics(f0, phase, tilt_db_per_oct, rng)
+    x = x * _notes(n, rng) + 0.03 * _tilted_noise(n, tilt_db_per_oct, rng)
+    return torch.from_numpy(0.5 * x / np.abs(x).max()).float()
+
+
+def _chirps(seconds: float, seed: int) -> torch.Tensor:
+    """Harmonic glides (f0 sweeping 100-800 Hz up and down), -9 dB/octave, with noise bursts."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    f0 = 100.0 * 8 ** (0.5 - 0.5 * np.cos(2 * np.pi * t / 2.0))
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    x = _harmonics(f0, phase, -9.0, rng)
+    bursts = _tilted_noise(n, -4.0, rng) * _notes(n, rng) ** 4
+    x = x / np.abs(x).max() + 0.5 * bursts / np.abs(bursts).max()
+    return torch.from_numpy(0.5 * x / np.abs(x).max()).float()
+
+
+def _test_signals() -> list[torch.Tensor]:
+    return [
+        _harmonic_tones(2.0, -6.0, seed=0),
+        _harmonic_tones(2.0, -10.0, seed=1),
+        _chirps(2.0, seed=2),
+    ]
+
+
+def test_engines_follow_the_protocol() -> None:
+    assert isinstance(DSPEngine(), Engine) and DSPEngine.name == "dsp"
+    assert isinstance(SincEngine(), Engine) and SincEngine.name == "sinc"
+    x = torch.randn(2, 4800)
+    out = SincEngine()(x, torch.tensor([4000.0, 8000.0]))
+    assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
+
+
+def test_dsp_beats_plain_resampling() -> None:
+    """Mean LSD over signals x cutoffs at least 30 % below the unprocessed input's.
+
+    The engine reaches about 41 % lower on these full-band synthetic signals (its presence
+    prior expects little above 20 kHz, which these signals do have); the bound leaves headroom.
+    """
+    engine, sinc = DSPEngine(), SincEngine()
+    rows = []
+    for i, ref in enumerate(_test_signals()):
+        for cutoff in CUTOFFS:
+            family = ("butter", "cheby1", "ellip")[i % 3]
+            degraded, _ = apply(Degradation("lowpass", cutoff, family, 8), ref)
+            cut = torch.tensor([cutoff])
+            base = float(lsd(sinc(degraded[None], cut)[0], ref))
+            ours = float(lsd(engine(degraded[None], cut)[0], ref))
+            rows.append((base, ours))
+            log.info("signal %d, %5.0f Hz: sinc %.3f, dsp %.3f", i, cutoff, base, ours)
+    base, ours = np.mean(rows, axis=0)
+    log.info("mean LSD: sinc %.3f, dsp %.3f (ratio %.2f)", base, ours, ours / base)
+    assert ours <= 0.7 * base
+    # and never worse on any single case
+    assert all(o < b for b, o in rows)
+
+
+@pytest.mark.parametrize("cutoff", CUTOFFS)
+def test_low_band_is_unchanged(cutoff: float) -> None:
+    ref = _harmonic_tones(2.0, -6.0, seed=3)
+    degraded, _ = apply(Degradation("lowpass", cutoff, "butter", 8), ref)
+    out = DSPEngine()(degraded[None], torch.tensor([cutoff]))[0]
+    assert out.shape == degraded.shape and out.dtype == torch.float32
+    diff = torch.fft.rfft((out - degraded).double())
+    freqs = torch.fft.rfftfreq(out.shape[-1], 1 / SR)
+    # Below the cutoff only float32 rounding of the sum remains: the low-passed difference is
+    # at the level of one float32 ulp of the signal.
+    low_passed = torch.fft.irfft(diff * (freqs < cutoff), n=out.shape[-1])
+    assert float(low_passed.abs().max()) < 1e-6
+    # Above it the engine did add a band, and it brought the high band closer to the truth.
+    assert float(lsd_hf(out, ref, cutoff)) < float(lsd_hf(degraded, ref, cutoff)) - 1.0
+
+
+def test_deterministic_and_independent_of_batching() -> None:
+    a = _chirps(1.5, seed=4)
+    b = _harmonic_tones(1.5, -8.0, seed=5)
+    a_lp, _ = apply(Degradation("lowpass", 6000.0, "ellip", 8), a)
+    b_lp, _ = apply(Degradation("lowpass", 10_000.0, "butter", 6), b)
+    engine = DSPEngine()
+    batch = engine(torch.stack([a_lp, b_lp]), torch.tensor([6000.0, 10_000.0]))
+    again = DSPEngine()(torch.stack([a_lp, b_lp]), torch.tensor([6000.0, 10_000.0]))
+    alone = engine(b_lp[None], torch.tensor([10_000.0]))
+    assert torch.equal(batch, again)
+    assert torch.equal(batch[1], alone[0])
+
+
+def test_passes_through_what_it_cannot_extend() -> None:
+    x = torch.randn(3, 1000) * 0.1  # shorter than one STFT frame
+    assert torch.equal(DSPEngine()(x, torch.full((3,), 4000.0)), x)
+    y = torch.randn(1, SR) * 0.1
+    assert torch.equal(DSPEngine()(y, torch.tensor([24_000.0])), y)  # already full band
+    silent = torch.zeros(1, SR)
+    assert torch.equal(DSPEngine()(silent, torch.tensor([4000.0])), silent)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="multiple"):
+        DSPConfig(n_fft=2048, hop_length=500)
+    with pytest.raises(ValueError, match="fine_structure"):
+        DSPConfig(fine_structure=1.5)
+
+
+def test_faster_than_real_time_on_one_thread() -> None:
+    ref = _harmonic_tones(10.0, -6.0, seed=6)
+    degraded, _ = apply(Degradation("lowpass", 4000.0, "butter", 8), ref)
+    engine = DSPEngine()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        engine(degraded[None, : SR // 2], torch.tensor([4000.0]))  # warm-up
+        start = time.perf_counter()
+        engine(degraded[None], torch.tensor([4000.0]))
+        elapsed = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+    speed = 10.0 / elapsed
+    log.info("DSP engine: %.0fx real time on one thread (10 s at 48 kHz)", speed)
+    # The engine runs about 100x real time; the bound is loose for loaded CI machines.
+    assert speed > 10.0
