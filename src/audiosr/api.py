@@ -115,10 +115,15 @@ class Upsampler:
         subtype: str = "PCM_24",
         progress: Callable[[int, int], None] | None = None,
     ) -> UpsampleReport:
-        """Stream ``src`` (any supported format and rate) to a 48 kHz ``dst``, atomically."""
-        return upsample_file(
-            self.engine, src, dst, self.pipeline, subtype=subtype, progress=progress
-        )
+        """Stream ``src`` (any supported format and rate) to a 48 kHz ``dst``, atomically.
+
+        The output has the input's duration and channels; ``subtype`` is its sample format
+        ("PCM_24", "PCM_16" or "FLOAT").
+        """
+        with torch.inference_mode():
+            return upsample_file(
+                self.engine, src, dst, self.pipeline, subtype=subtype, progress=progress
+            )
 
 
 def load(

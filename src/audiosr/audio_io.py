@@ -52,6 +52,11 @@ _WRITE_FORMATS = {
 # Subtype used when `subtype=None`: 24-bit PCM for PCM containers (a float32 signal loses
 # nothing audible and the file is 25 % smaller than float), the codec itself otherwise.
 _DEFAULT_SUBTYPES = {"OGG": "VORBIS", "MP3": "MPEG_LAYER_III"}
+# Bytes per sample of the PCM/float subtypes, and the most sample data a WAV file can hold
+# (its chunk sizes are 32-bit; a margin is left for the header chunks).
+_SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4,
+                 "DOUBLE": 8}  # fmt: skip
+_WAV_MAX_DATA_BYTES = 0xFFFFFFFF - 0x10000
 # A data-chunk size a streaming writer leaves in the header when it cannot seek back to fix it.
 _PLACEHOLDER_SIZES = (0, 0xFFFFFFFF, 0x7FFFFFFF)
 
@@ -451,6 +456,10 @@ class AtomicWriter:
         protect: input paths that must never be overwritten.
         clip: for integer subtypes, clip samples to [-1, 1] (and log how many); libsndfile
             saturates anyway, so this only makes the clipping visible.
+        frames: the number of frames that will be written, if known. A WAV file holds at
+            most 4 GiB of samples (32-bit sizes: about 3.9 h of 48 kHz stereo PCM_24); a
+            longer output is written as RF64 (the 64-bit WAV that libsndfile, ffmpeg and
+            common audio tools read) under the same name.
 
     Raises:
         AudioWriteError: the target is a protected input or a directory, the folder cannot be
@@ -466,11 +475,16 @@ class AtomicWriter:
         *,
         protect: Iterable[str | os.PathLike[str]] = (),
         clip: bool = True,
+        frames: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
         self.format, self.subtype = _resolve_format(self.path, subtype)
+        if self.format == "WAV" and frames is not None:
+            data_bytes = frames * self.channels * _SAMPLE_BYTES.get(self.subtype, 8)
+            if data_bytes > _WAV_MAX_DATA_BYTES:
+                self.format = "RF64"
         self.clip = clip and self.subtype.startswith("PCM")
         self.frames_written = 0
         self._clipped = 0
@@ -612,6 +626,6 @@ def write_audio(
     p = Path(path)
     if subtype == "PCM_24" and _WRITE_FORMATS.get(p.suffix.lower()) in ("OGG", "MP3"):
         subtype = None  # the default does not apply to lossy containers
-    with AtomicWriter(p, sample_rate, x.shape[0], subtype, protect=protect) as w:
+    with AtomicWriter(p, sample_rate, x.shape[0], subtype, protect=protect, frames=x.shape[1]) as w:
         w.write(x)
     return p

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import AudioSRError
 
@@ -47,8 +48,15 @@ def configure_logging(quiet: bool = False, debug: bool = False) -> None:
     root.propagate = False
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors; the full usage is in ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _upsample_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="audiosr",
         description="Super-resolve audio to 48 kHz with AudioSR. Other commands: "
         "'audiosr convert SRC DST' (weights to safetensors).",
@@ -145,7 +153,7 @@ def _upsample_parser() -> argparse.ArgumentParser:
 
 
 def _convert_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="audiosr convert",
         description="Write the tensors inference needs to a safetensors file.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -176,8 +184,25 @@ class BatchSummary:
         return "\n".join(lines)
 
 
-def collect_inputs(args: argparse.Namespace) -> list[Path]:
-    """Inputs from -i, -il and positional paths; folders are searched recursively."""
+@dataclass(frozen=True)
+class Job:
+    """One input and where its output goes, relative to the output folder."""
+
+    src: Path
+    subdir: Path = Path()  # the file's folder relative to a folder given as input
+
+
+def _is_below(path: Path, folder: Path | None) -> bool:
+    return folder is not None and path.resolve().is_relative_to(folder.resolve())
+
+
+def collect_inputs(args: argparse.Namespace, exclude: Path | None = None) -> list[Job]:
+    """Inputs from -il, -i and positional paths, in that order.
+
+    Folders (positional or in the list) are searched recursively for audio files; hidden
+    files and anything below ``exclude`` (the output folder) are skipped, so a rerun never
+    takes earlier outputs as inputs. A folder given with -i is an error of that input.
+    """
     from .upstream import read_list
 
     items: list[str] = []
@@ -190,25 +215,34 @@ def collect_inputs(args: argparse.Namespace) -> list[Path]:
     items += list(args.paths or [])
     if not items:
         raise AudioSRError("no input: give -i FILE, -il LIST, or files/folders as arguments")
-    out: list[Path] = []
+    explicit = set(args.input_audio_file or [])
+    jobs: list[Job] = []
     for item in items:
         path = Path(item).expanduser()
-        if path.is_dir() and not (args.input_audio_file and item in args.input_audio_file):
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-            if not found:
-                log.warning("no audio files in folder %s", path)
-            out += found
-        else:
-            out.append(path)
-    return out
+        if not path.is_dir() or item in explicit:
+            jobs.append(Job(path))
+            continue
+        found = sorted(
+            p
+            for p in path.rglob("*")
+            if p.suffix.lower() in AUDIO_SUFFIXES
+            and p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            and not _is_below(p, exclude)
+        )
+        if not found:
+            log.warning("no audio files in folder %s", path)
+        jobs += [Job(p, p.parent.relative_to(path)) for p in found]
+    return jobs
 
 
-def _output_dir(args: argparse.Namespace, inputs: Iterable[Path]) -> Path:
+def _output_dir(args: argparse.Namespace, jobs: Iterable[Job]) -> Path:
+    """The output folder (created, checked writable); a sub-folder with ``--timestamped``."""
     save = Path(args.save_path).expanduser()
-    resolved_inputs = {p.resolve() for p in inputs if p.exists()}
     if save.exists() and not save.is_dir():
-        kind = "an input file" if save.resolve() in resolved_inputs else "a file"
-        raise AudioSRError(f"output folder {save} is {kind}, not a folder")
+        inputs = {job.src.resolve() for job in jobs if job.src.exists()}
+        kind = "an input file" if save.resolve() in inputs else "a file"
+        raise AudioSRError(f"output folder {save} is {kind}, not a folder; give a folder to -s")
     if args.timestamped:
         save = save / datetime.datetime.now().strftime("%d_%m_%Y_%H_%M_%S")
     try:
@@ -270,48 +304,86 @@ def _progress_bar(
 
 
 def run_upsample(args: argparse.Namespace) -> int:
-    """The main job: every input -> ``<save_path>/<stem><suffix>.wav`` at 48 kHz."""
-    inputs = collect_inputs(args)
-    out_dir = _output_dir(args, inputs)
+    """The main job: every input -> ``<save_path>/<stem><suffix>.wav`` at 48 kHz.
+
+    Inputs found in a folder keep their sub-folder below the output folder. Returns 1 when
+    any input failed (the others are still processed), else 0.
+    """
+    from .pipeline import MIN_CUTOFF_HZ, SAMPLE_RATE
+
+    # Arguments first: nothing is created or loaded for a run that cannot start.
     options = _sampling_options(args)
     upstream = args.preset == "upstream"
     subtype = SUBTYPES[args.subtype] if args.subtype else ("PCM_16" if upstream else "PCM_24")
     if args.batch_size < 1:
         raise AudioSRError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if args.cutoff is not None and not 0 < args.cutoff <= 24000:
-        raise AudioSRError(f"--cutoff must be in (0, 24000] Hz, got {args.cutoff}")
+    if args.cutoff is not None and not MIN_CUTOFF_HZ <= args.cutoff <= SAMPLE_RATE / 2:
+        raise AudioSRError(
+            f"--cutoff must be in [{MIN_CUTOFF_HZ:.0f}, {SAMPLE_RATE // 2}] Hz, got {args.cutoff:g}"
+        )
+    jobs = collect_inputs(args, exclude=Path(args.save_path).expanduser())
+    out_dir = _output_dir(args, jobs)
     process = _upstream_processor(args, options) if upstream else _modern_processor(args, options)
 
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    # Log lines go through tqdm.write, so they do not break the progress bars.
+    with logging_redirect_tqdm(loggers=[log]):
+        summary = _run_batch(jobs, out_dir, process, subtype, args)
+    if len(jobs) > 1:  # a single input has said everything in its own line
+        (log.warning if summary.failed else log.info)("%s", summary.report())
+    return 1 if summary.failed else 0
+
+
+def _run_batch(
+    jobs: list[Job],
+    out_dir: Path,
+    process: Callable[[Path, Path, str], None],
+    subtype: str,
+    args: argparse.Namespace,
+) -> BatchSummary:
+    """Every job in order; a failure is logged and recorded, and the batch goes on."""
     from tqdm.auto import tqdm
 
     summary = BatchSummary()
-    show = not args.quiet
-    resolved = {p.resolve() for p in inputs if p.exists()}
-    for src in tqdm(inputs, desc="files", unit="file", disable=not show or len(inputs) < 2):
-        dst = out_dir / f"{src.stem}{args.suffix}.wav"
-        if dst.resolve() in resolved:
-            summary.failed.append((src, f"output {dst} would overwrite an input; change --suffix"))
+    inputs = {job.src.resolve() for job in jobs if job.src.exists()}
+    claimed: dict[Path, Path] = {}  # output -> the input that writes it in this run
+    for job in tqdm(jobs, desc="files", unit="file", disable=args.quiet or len(jobs) < 2):
+        src = job.src
+        dst = out_dir / job.subdir / f"{src.stem}{args.suffix}.wav"
+        key = dst.resolve()
+        if key in inputs:
+            why = f"output {dst} would overwrite an input; change --suffix or -s"
+        elif key in claimed:
+            why = f"output {dst} is also the output of {claimed[key]}; rename one of them"
+        else:
+            why = ""
+        if why:
+            summary.failed.append((src, why))
+            log.error("%s: %s", src, why)
             continue
+        claimed[key] = src
         if dst.exists() and not args.overwrite:
             summary.skipped.append(src)
+            log.info("%s exists: skipped (--overwrite to redo)", dst)
             continue
         try:
             process(src, dst, subtype)
-        except AudioSRError as exc:
+        except AudioSRError as exc:  # one bad file never stops the batch
             summary.failed.append((src, str(exc)))
             log.error("%s", exc)
             continue
-        except Exception as exc:  # one bad file never stops the batch
+        except Exception as exc:
             if args.debug:
                 log.exception("failed on %s", src)
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            reason = f"{type(exc).__name__}: {first}"
             summary.failed.append((src, reason))
-            log.error("%s: %s", src, reason)
+            log.error("%s: %s (rerun with --debug for details)", src, reason)
             continue
         summary.processed.append(dst)
         log.info("wrote %s", dst)
-    log.warning("%s", summary.report()) if summary.failed else log.info("%s", summary.report())
-    return 1 if summary.failed else 0
+    return summary
 
 
 def _modern_processor(args: argparse.Namespace, options) -> Callable[[Path, Path, str], None]:
@@ -342,8 +414,7 @@ def _modern_processor(args: argparse.Namespace, options) -> Callable[[Path, Path
             report = up.upsample_file(src, dst, subtype=subtype, progress=update)
         finally:
             close()
-        if report.passthrough:
-            log.info("%s: passed through (cutoff %.0f Hz)", src, report.cutoff_hz)
+        log.debug("%s: %s", src, report)
 
     return process
 
@@ -413,7 +484,10 @@ def main(argv: list[str] | None = None) -> int:
         make_parser, run = COMMANDS[argv.pop(0)]
     else:
         make_parser, run = _upsample_parser, run_upsample
-    args = make_parser().parse_args(argv)
+    try:
+        args = make_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed on one line
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     configure_logging(quiet=args.quiet, debug=args.debug)
     try:
         return run(args)

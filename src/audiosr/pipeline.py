@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from torch import Tensor
 
@@ -33,8 +35,17 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 48_000
 BLOCK = 245_760  # samples in one 5.12 s block, the unit the model pads to (512 frames)
 READ_BLOCK = 1 << 18  # frames per read when streaming a file
-PREFILTER_CONTEXT = 4096  # zero samples around a segment while low-passing it (edge ringing)
-CUTOFF_BUDGET_S = 120.0  # seconds of audio, spread over the file, used to find its band limit
+# Samples (all channels together) kept from pass 1 for the band-limit detector: about 85 s of
+# 48 kHz stereo in 32 MB, whatever the file's length, rate or channel count.
+ANALYSIS_BUDGET = 8_000_000
+ANALYSIS_TAPER = 2048  # samples of raised-cosine fade at both ends of each analysis excerpt
+# Below 1 kHz there is too little band to condition on (the original crashes there, spec §13.8);
+# such a "band limit" is near-silence or sub-bass only, so the pipeline works from 1 kHz up.
+MIN_CUTOFF_HZ = 1000.0
+# A band limit at 90 % of 24 kHz (21.6 kHz) or above leaves nothing audible to regenerate:
+# 44.1 kHz CD audio (22.05 kHz) is full band.
+FULL_BAND_FRACTION = 0.9
+ORIGINAL_PEAK = 0.5  # the level the original normalises its input and output to (spec §2.4, §9.5)
 
 Progress = Callable[[int, int], None]
 
@@ -47,8 +58,8 @@ class PipelineOptions:
         cutoff_hz: band limit of the input in Hz; None detects it.
         prefilter: low-pass the input at the cutoff before the engine (the MP3 fix).
         force: process inputs that are already full band instead of passing them through.
-        keep_loudness: output at the input's level (True); False leaves it at the model's
-            level, the input's peak mapped to 0.5 as in the original.
+        keep_loudness: output at the input's level (True); False gives the original's output
+            level: peak 0.5 (one gain for the whole file), then each channel's mean removed.
         segment_s: engine segment length in seconds (a multiple of 5.12).
         overlap_s: cross-fade between segments in seconds.
         batch_size: segments x channels per engine call.
@@ -86,6 +97,7 @@ class UpsampleReport:
     segments: int  # engine segments per channel
     gain: float  # linear gain applied before the engine (undone afterwards)
     samples: int  # output length at 48 kHz
+    reason: str = ""  # why the input was passed through ("" when it was processed)
 
 
 def segment_plan(n: int, options: PipelineOptions) -> tuple[int, int]:
@@ -102,11 +114,28 @@ def count_segments(n: int, options: PipelineOptions) -> int:
     return 1 + max(0, math.ceil((n - segment) / (segment - overlap)))
 
 
+def output_length(frames: int, sample_rate: int) -> int:
+    """Samples at 48 kHz for ``frames`` at ``sample_rate``: the same duration, at least 1."""
+    if frames <= 0:
+        return 0
+    return max(1, int(round(frames * SAMPLE_RATE / sample_rate)))
+
+
+def resolve_cutoff(detected_hz: float, options: PipelineOptions) -> float:
+    """The band limit to work with (Hz): the override, else the detected one, in [1, 24] kHz."""
+    cutoff = float(options.cutoff_hz) if options.cutoff_hz is not None else float(detected_hz)
+    cutoff = min(cutoff, SAMPLE_RATE / 2)
+    if cutoff < MIN_CUTOFF_HZ:
+        log.info("band limit %.0f Hz is below %.0f Hz; using the latter", cutoff, MIN_CUTOFF_HZ)
+        cutoff = MIN_CUTOFF_HZ
+    return cutoff
+
+
 def decide(peak: float, cutoff_hz: float, options: PipelineOptions) -> tuple[bool, str]:
     """Whether to pass the input through unchanged, and why (for the log)."""
     if peak == 0.0:
         return True, "silent"
-    if is_full_band(cutoff_hz, SAMPLE_RATE) and not options.force:
+    if is_full_band(cutoff_hz, SAMPLE_RATE, FULL_BAND_FRACTION) and not options.force:
         return True, f"already full band (cutoff {cutoff_hz:.0f} Hz)"
     return False, ""
 
@@ -123,10 +152,12 @@ def process_stream(
 ) -> Iterator[Tensor]:
     """Super-resolve a stream of 48 kHz blocks ``[C, n]``; yields finished ``[C, m]`` blocks.
 
+    Blocks are consumed lazily: at most one engine batch of segments is held at a time.
+
     Args:
         engine: band-limited [B, T] + cutoffs [B] -> full band [B, T].
         blocks: the input at 48 kHz, in order, any block sizes.
-        total: expected number of samples (sets the segment plan and the output length).
+        total: expected number of samples (sets the segment plan).
         channels: C.
         cutoff_hz: band limit of the input (Hz).
         gain: linear gain putting the file's peak at the model's level; undone on output
@@ -139,6 +170,7 @@ def process_stream(
     adder = OverlapAdder(segment, overlap)
     out_gain = 1.0 / gain if options.keep_loudness else 1.0
     pending: list[Tensor] = []
+    # Every channel of a segment goes into the same engine call (one seed for all channels).
     per_call = max(1, options.batch_size // max(1, channels))
     done = 0
 
@@ -146,12 +178,8 @@ def process_stream(
         nonlocal done
         raw = torch.stack(pending)  # [S, C, segment]
         pending.clear()
-        flat = raw.reshape(-1, segment) * gain
-        x = flat
-        if options.prefilter:
-            ctx = PREFILTER_CONTEXT
-            padded = torch.nn.functional.pad(flat, (ctx, ctx))
-            x = prefilter_lowpass(padded, SAMPLE_RATE, cutoff_hz)[:, ctx:-ctx].contiguous()
+        flat = raw.reshape(-1, segment) * gain  # [S*C, segment], segment-major
+        x = prefilter_lowpass(flat, SAMPLE_RATE, cutoff_hz) if options.prefilter else flat
         cut = torch.full((x.shape[0],), cutoff_hz, dtype=torch.float64)
         y = engine(x.float(), cut).float().cpu()
         # Below the cutoff the answer is the input itself (un-pre-filtered: the pre-filter's
@@ -186,6 +214,18 @@ def fit_length(blocks: Iterable[Tensor], total: int) -> Iterator[Tensor]:
         yield torch.zeros(channels, total - written)
 
 
+def original_level(y: Tensor, peak: float, mean: Tensor) -> Tensor:
+    """The original's output level (spec §9.5): ``0.5 * y / peak``, then the mean removed.
+
+    Args:
+        y: [C, n] a block of the output.
+        peak: max |y| over the whole output (all channels: one gain per file).
+        mean: [C] per-channel mean of the whole output.
+    """
+    scale = ORIGINAL_PEAK / peak if peak > 0 else 1.0
+    return ((y.double() - mean.double()[:, None]) * scale).float()
+
+
 def upsample(
     engine: Engine,
     audio: Tensor,
@@ -201,21 +241,59 @@ def upsample(
     audio = audio.float()
     channels, n = audio.shape
     peak = float(audio.abs().max()) if n else 0.0
-    cutoff = _cutoff(audio.numpy(), options)
+    detected = detect_cutoff_hz(audio.numpy(), SAMPLE_RATE) if options.cutoff_hz is None else 0.0
+    cutoff = resolve_cutoff(detected, options)
     passthrough, why = decide(peak, cutoff, options)
+    gain = ORIGINAL_PEAK / peak if peak > 0 else 1.0
     if passthrough:
-        log.info("input is %s: passed through unchanged (use --force to regenerate)", why)
-        return audio.clone(), UpsampleReport(cutoff, True, 0, 1.0, n)
-    gain = 0.5 / peak
-    pieces = process_stream(engine, [audio], n, channels, cutoff, gain, options, progress)
-    y = torch.cat(list(fit_length(pieces, n)), dim=-1)
-    return y, UpsampleReport(cutoff, False, count_segments(n, options), gain, n)
+        log.info("input is %s: passed through unchanged (force to regenerate)", why)
+        y, segments = audio.clone(), 0
+    else:
+        pieces = process_stream(engine, [audio], n, channels, cutoff, gain, options, progress)
+        y, segments = torch.cat(list(fit_length(pieces, n)), dim=-1), count_segments(n, options)
+    if not options.keep_loudness and n:
+        y = original_level(y, float(y.abs().max()), y.double().mean(dim=-1))
+    return y, UpsampleReport(cutoff, passthrough, segments, gain, n, why)
 
 
-def _cutoff(audio: np.ndarray, options: PipelineOptions, sample_rate: int = SAMPLE_RATE) -> float:
-    if options.cutoff_hz is not None:
-        return float(options.cutoff_hz)
-    return min(float(detect_cutoff_hz(audio, sample_rate)), SAMPLE_RATE / 2)
+def _analysis_excerpt(block: np.ndarray) -> np.ndarray:
+    """``block`` [C, n] with raised-cosine fades at both ends (a copy).
+
+    Excerpts from far apart in a file are concatenated for the detector; untapered, every
+    join would be a step whose broadband splatter can read as high-frequency content.
+    """
+    taper = min(ANALYSIS_TAPER, block.shape[-1] // 2)
+    out = block.astype(np.float32, copy=True)
+    if taper:
+        fade = np.sin(0.5 * np.pi * (np.arange(taper) + 0.5) / taper) ** 2
+        out[:, :taper] *= fade
+        out[:, -taper:] *= fade[::-1]
+    return out
+
+
+def analyse_file(src: str | os.PathLike[str]) -> tuple[float, float]:
+    """Pass 1 over a file: its peak and its band limit.
+
+    The band limit is read from excerpts spread evenly over the file (whole read blocks, at
+    most :data:`ANALYSIS_BUDGET` samples in all), at the file's own rate.
+
+    Returns:
+        (peak |x| over all channels, band limit in Hz at most the file's Nyquist frequency).
+    """
+    from .audio_io import audio_info, stream_audio
+
+    info = audio_info(src)
+    n_blocks = max(1, math.ceil(info.frames / READ_BLOCK))
+    budget_blocks = max(1, ANALYSIS_BUDGET // (READ_BLOCK * max(1, info.channels)))
+    keep_every = max(1, math.ceil(n_blocks / budget_blocks))
+    peak = 0.0
+    excerpts: list[np.ndarray] = []
+    for i, block in enumerate(stream_audio(src, READ_BLOCK)):
+        peak = max(peak, float(np.abs(block).max()) if block.size else 0.0)
+        if i % keep_every == 0:
+            excerpts.append(block if keep_every == 1 else _analysis_excerpt(block))
+    cutoff = detect_cutoff_hz(np.concatenate(excerpts, axis=1), info.sample_rate)
+    return peak, min(float(cutoff), info.sample_rate / 2)
 
 
 def upsample_file(
@@ -229,36 +307,29 @@ def upsample_file(
 ) -> UpsampleReport:
     """Stream ``src`` (any format and rate) through the pipeline into ``dst`` (48 kHz WAV).
 
-    The file is read twice: first for its peak and band limit (from excerpts spread over the
-    file, at most :data:`CUTOFF_BUDGET_S` seconds), then to process it. The output is written
-    block by block to a temporary file that replaces ``dst`` only when complete.
+    The file is read twice: first for its peak and band limit (:func:`analyse_file`), then to
+    process it. The output is written block by block to a temporary file that replaces
+    ``dst`` only when complete; it has the input's duration and channels.
+
+    Raises:
+        AudioReadError: the input cannot be read (see :mod:`audiosr.audio_io`).
+        AudioWriteError: the output cannot be written or would overwrite the input.
     """
-    from .audio_io import AtomicWriter, audio_info, resample_stream, stream_audio
+    from .audio_io import audio_info, resample_stream, stream_audio
+    from .errors import AudioReadError
 
     src, dst = Path(src), Path(dst)
     info = audio_info(src)
     sr = info.sample_rate
-    total = int(round(info.frames * SAMPLE_RATE / sr))
+    total = output_length(info.frames, sr)
     if total == 0:
-        from .errors import AudioReadError
-
         raise AudioReadError(f"cannot read {src}: no audio in the file (0 samples)")
 
     # Pass 1: level and band limit.
-    keep_every = max(1, math.ceil(info.frames / (CUTOFF_BUDGET_S * sr)))
-    peak = 0.0
-    excerpts: list[np.ndarray] = []
-    for i, block in enumerate(stream_audio(src, READ_BLOCK)):
-        peak = max(peak, float(np.abs(block).max()) if block.size else 0.0)
-        if i % keep_every == 0:
-            excerpts.append(block)
-    if options.cutoff_hz is not None:
-        cutoff = float(options.cutoff_hz)
-    else:
-        cutoff = min(float(detect_cutoff_hz(np.concatenate(excerpts, axis=1), sr)), sr / 2)
-        cutoff = min(cutoff, SAMPLE_RATE / 2)
-    del excerpts
+    peak, detected = analyse_file(src) if options.cutoff_hz is None else (_peak(src), 0.0)
+    cutoff = resolve_cutoff(detected, options)
     passthrough, why = decide(peak, cutoff, options)
+    gain = ORIGINAL_PEAK / peak if peak > 0 else 1.0
 
     # Pass 2: process and write.
     def blocks48() -> Iterator[Tensor]:
@@ -266,26 +337,81 @@ def upsample_file(
         for block in resample_stream(raw, sr, SAMPLE_RATE):
             yield torch.from_numpy(block)
 
-    gain = 0.5 / peak if peak > 0 else 1.0
     if passthrough:
-        log.info(
-            "%s is %s: written at 48 kHz without regeneration (--force to regenerate)", src, why
-        )
+        log.info("%s is %s: written at 48 kHz without regeneration (--force to redo)", src, why)
         stream: Iterable[Tensor] = blocks48()
         segments = 0
     else:
         stream = process_stream(
             engine, blocks48(), total, info.channels, cutoff, gain, options, progress
         )
+        stream = (_limit(b, subtype) for b in stream) if options.keep_loudness else stream
         segments = count_segments(total, options)
-    with AtomicWriter(dst, SAMPLE_RATE, info.channels, subtype, protect=[src]) as writer:
-        for block in fit_length(stream, total):
-            writer.write(_limit(block, subtype).numpy())
-    return UpsampleReport(cutoff, passthrough, segments, gain, total)
+    stream = fit_length(stream, total)
+    if options.keep_loudness:
+        _write(stream, dst, info.channels, subtype, src, total)
+    else:
+        _write_at_original_level(stream, dst, info.channels, subtype, src, total)
+    return UpsampleReport(cutoff, passthrough, segments, gain, total, why)
+
+
+def _peak(src: Path) -> float:
+    """Peak |x| of a file (pass 1 when the cutoff is given)."""
+    from .audio_io import stream_audio
+
+    return max(
+        (float(np.abs(b).max()) for b in stream_audio(src, READ_BLOCK) if b.size), default=0.0
+    )
+
+
+def _write(
+    stream: Iterable[Tensor], dst: Path, channels: int, subtype: str, src: Path, frames: int
+) -> None:
+    from .audio_io import AtomicWriter
+
+    with AtomicWriter(dst, SAMPLE_RATE, channels, subtype, protect=[src], frames=frames) as writer:
+        for block in stream:
+            writer.write(block.numpy())
+
+
+def _write_at_original_level(
+    stream: Iterable[Tensor], dst: Path, channels: int, subtype: str, src: Path, frames: int
+) -> None:
+    """Write at the original's level, which needs the whole output's peak and mean first.
+
+    The float32 output is spooled to a hidden W64 file (no 4 GB limit) next to ``dst``, then
+    read back, scaled and written: memory stays bounded for any length.
+    """
+    from .errors import AudioWriteError
+
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        spool_dir = tempfile.TemporaryDirectory(prefix=f".{dst.name}.", dir=dst.parent)
+    except OSError as err:
+        reason = f"folder {dst.parent} is not writable ({err.strerror})"
+        raise AudioWriteError(f"cannot write {dst}: {reason}") from None
+    with spool_dir as folder:
+        spool = Path(folder) / "spool.w64"
+        peak, sums, n = 0.0, torch.zeros(channels, dtype=torch.float64), 0
+        with sf.SoundFile(spool, "w", SAMPLE_RATE, channels, "FLOAT", format="W64") as f:
+            for block in stream:
+                f.write(block.numpy().T)
+                peak = max(peak, float(block.abs().max()) if block.numel() else 0.0)
+                sums += block.double().sum(dim=-1)
+                n += block.shape[-1]
+        mean = sums / max(n, 1)
+        scaled = (
+            original_level(torch.from_numpy(np.ascontiguousarray(b.T)), peak, mean)
+            for b in sf.blocks(spool, blocksize=READ_BLOCK, dtype="float32", always_2d=True)
+        )
+        _write(scaled, dst, channels, subtype, src, frames)
 
 
 def _limit(block: Tensor, subtype: str) -> Tensor:
-    """Integer formats clip at full scale: soft-limit only the samples that would."""
+    """Integer formats clip at full scale: soft-limit the samples above 0.99 (smooth knee).
+
+    Applied to regenerated output only: a pass-through keeps its samples exactly.
+    """
     if subtype.upper() == "FLOAT":
         return block
     over = block.abs() > 0.99
