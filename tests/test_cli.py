@@ -143,3 +143,25 @@ def test_convert_command(golden, tmp_path):
         == 0
     )
     assert dst.is_file() and dst.stat().st_size > 0
+
+
+def test_dsp_engine_with_plot_needs_no_weights(tmp_path):
+    """The README's first command: the offline engine plus the spectrogram picture."""
+    import numpy as np
+
+    t = np.arange(16000 * 2) / 16000
+    x = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(0).standard_normal(len(t))
+    src = tmp_path / "tone16k.wav"
+    sf.write(str(src), x.astype(np.float32), 16000)
+    out = tmp_path / "out"
+    assert main(["-i", str(src), "-s", str(out), "--engine", "dsp", "--plot", "-q"]) == 0
+    wav = out / "tone16k_AudioSR_Processed_48K.wav"
+    png = out / "tone16k_AudioSR_Processed_48K.png"
+    assert sf.info(str(wav)).samplerate == 48000
+    assert sf.info(str(wav)).frames == 48000 * 2
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_subcommand_is_registered(capsys):
+    assert main(["eval", "--help"]) == 0
+    assert "--engines" in capsys.readouterr().out

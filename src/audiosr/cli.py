@@ -17,10 +17,25 @@ from pathlib import Path
 from typing import NoReturn
 
 from .errors import AudioSRError
+from .eval import cli as eval_cli
 
 log = logging.getLogger("audiosr")
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff"}
+AUDIO_SUFFIXES = {
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".m4a",
+    ".aac",
+    ".aif",
+    ".aiff",
+    ".aifc",
+    ".w64",
+    ".caf",
+}
 SUBTYPES = {"float": "FLOAT", "pcm_16": "PCM_16", "pcm_24": "PCM_24"}
 
 # Presets: what each changes (explicit flags still win).
@@ -146,6 +161,11 @@ def _upsample_parser() -> argparse.ArgumentParser:
         "--timestamped",
         action="store_true",
         help="write into a DD_MM_YYYY_HH_MM_SS sub-folder like the original",
+    )
+    p.add_argument(
+        "--plot",
+        action="store_true",
+        help="also save input/output spectrograms as <output stem>.png (needs matplotlib)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -323,6 +343,10 @@ def run_upsample(args: argparse.Namespace) -> int:
         )
     jobs = collect_inputs(args, exclude=Path(args.save_path).expanduser())
     out_dir = _output_dir(args, jobs)
+    if args.plot:
+        from .eval.plots import new_figure
+
+        new_figure()  # fail now, with the install hint, rather than after every file
     process = _upstream_processor(args, options) if upstream else _modern_processor(args, options)
 
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -369,6 +393,10 @@ def _run_batch(
             continue
         try:
             process(src, dst, subtype)
+            if args.plot:
+                from .eval.plots import save_file_comparison
+
+                log.info("wrote %s", save_file_comparison(src, dst, cutoff_hz=args.cutoff))
         except AudioSRError as exc:  # one bad file never stops the batch
             summary.failed.append((src, str(exc)))
             log.error("%s", exc)
@@ -474,6 +502,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {
     "convert": (_convert_parser, run_convert),
+    "eval": (eval_cli.build_parser, eval_cli.run),
 }
 
 
