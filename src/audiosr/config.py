@@ -272,6 +272,18 @@ class SamplingOptions:
         attention: ``"math"`` (reference) or ``"sdpa"`` (fused) attention kernels.
         filter_family: low-pass family used to build the condition; None draws it from the
             seed exactly as the original does (numpy legacy RNG).
+        batched_cfg: evaluate the conditional and unconditional halves of classifier-free
+            guidance in one UNet call of batch 2B (True) or, as the original, in two calls of
+            batch B (False; same result to rounding, slower).
+        compile: run the networks through ``torch.compile`` (static shapes; the first call of
+            each segment shape pays the compilation).
+        cuda_graphs: with ``compile`` on a CUDA device, replay the UNet as a CUDA graph
+            (``mode="reduce-overhead"``); removes per-kernel launch cost.
+        channels_last: keep the 2-D convolution weights and activations (UNet, VAEs) in
+            NHWC memory order, which is what the fast CPU/GPU convolution kernels want.
+        offload: keep the weights in host memory and move each stage (condition encoder,
+            UNet, decoder, vocoder) to the device only while it runs, so GPU memory holds one
+            stage at a time (for small GPUs; costs one host-to-device copy per stage and call).
     """
 
     steps: int = 50
@@ -282,6 +294,11 @@ class SamplingOptions:
     precision: Precision = "fp32"
     attention: AttentionBackend = "math"
     filter_family: FilterFamily | None = None
+    batched_cfg: bool = True
+    compile: bool = False
+    cuda_graphs: bool = False
+    channels_last: bool = False
+    offload: bool = False
 
     def __post_init__(self) -> None:
         if int(self.steps) < 1:
@@ -292,6 +309,16 @@ class SamplingOptions:
             raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.attention not in ("math", "sdpa"):
             raise ValueError(f"attention must be 'math' or 'sdpa', got {self.attention!r}")
+        for name in ("batched_cfg", "compile", "cuda_graphs", "channels_last", "offload"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.cuda_graphs and not self.compile:
+            raise ValueError("cuda_graphs needs compile=True (torch.compile captures the graphs)")
+        if self.cuda_graphs and self.offload:
+            raise ValueError(
+                "cuda_graphs cannot be combined with offload: a captured graph needs the weights "
+                "to stay at fixed device addresses"
+            )
 
     def replace(self, **changes: Any) -> SamplingOptions:
         return replace(self, **changes)
