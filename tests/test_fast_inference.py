@@ -21,7 +21,6 @@ latent, which shows that it really ran in half precision.
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -283,16 +282,18 @@ def test_cuda_graphs_need_cuda(runtime, wave):
 
 @pytest.mark.slow
 def test_compile_matches_eager(runtime, wave, reference):
-    """torch.compile of every stage (inductor C++ on CPU) gives the eager result."""
+    """torch.compile of every stage (inductor C++ on CPU) gives the eager result.
+
+    Takes 1.5-6 minutes on 2 shared CPU cores (inductor compiles four networks).
+    """
     result = _run(runtime, wave, _options(compile=True))
-    t0 = time.perf_counter()
+    compiled = dict(runtime._compiled)
     again = _run(runtime, wave, _options(compile=True))
-    cached = time.perf_counter() - t0
     _assert_rounding_only(result, reference, "compile")
     torch.testing.assert_close(again.wave, result.wave, atol=0, rtol=0)
-    # Compiled once per stage and reused: the second call does not compile again.
-    assert len(runtime._compiled) == len(STAGES)
-    assert cached < 60.0
+    # One compiled function per stage, built once and reused by the second call.
+    assert sorted(stage for stage, _ in compiled) == sorted(STAGES)
+    assert runtime._compiled == compiled
 
 
 @pytest.mark.gpu
