@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from audiosr.config import UNetConfig
 from audiosr.models.attention import attention
+from audiosr.models.vae import Upsample  # same layer (nearest x2 + 3x3 conv, key `conv`)
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +111,6 @@ class Downsample(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, H, W] -> [B, C, H/2, W/2]."""
         return self.op(x)
-
-
-class Upsample(nn.Module):
-    """Nearest-neighbour x2, then a 3x3 conv (key ``conv``)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """[B, C, H, W] -> [B, C, 2H, 2W]."""
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class SelfAttention(nn.Module):
