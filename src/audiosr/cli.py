@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from .errors import AudioSRError
 from .eval import cli as eval_cli
@@ -370,22 +370,52 @@ def run_upsample(args: argparse.Namespace) -> int:
         from .eval.plots import new_figure
 
         new_figure()  # fail now, with the install hint, rather than after every file
-    process = _upstream_processor(args, options) if upstream else _modern_processor(args, options)
+    runner = _upstream_processor(args, options) if upstream else _modern_processor(args, options)
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     # Log lines go through tqdm.write, so they do not break the progress bars.
     with logging_redirect_tqdm(loggers=[log]):
-        summary = _run_batch(jobs, out_dir, process, subtype, args)
+        summary = _run_batch(jobs, out_dir, runner, subtype, args)
     if len(jobs) > 1:  # a single input has said everything in its own line
         (log.warning if summary.failed else log.info)("%s", summary.report())
     return 1 if summary.failed else 0
 
 
+class Runner(Protocol):
+    """Processes submitted files; reports each one through ``done`` (maybe after ``finish``)."""
+
+    def submit(self, src: Path, dst: Path, subtype: str, done: Done) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+# (input, output, report or None, error or None), once per submitted file.
+Done = Callable[[Path, Path, object, "Exception | None"], None]
+
+
+@dataclass
+class _OneByOne:
+    """A :class:`Runner` that processes each file as it is submitted."""
+
+    process: Callable[[Path, Path, str], None]
+
+    def submit(self, src: Path, dst: Path, subtype: str, done: Done) -> None:
+        try:
+            self.process(src, dst, subtype)
+        except Exception as exc:
+            done(src, dst, None, exc)
+            return
+        done(src, dst, None, None)
+
+    def finish(self) -> None:
+        pass
+
+
 def _run_batch(
     jobs: list[Job],
     out_dir: Path,
-    process: Callable[[Path, Path, str], None],
+    runner: Runner,
     subtype: str,
     args: argparse.Namespace,
 ) -> BatchSummary:
@@ -395,6 +425,30 @@ def _run_batch(
     summary = BatchSummary()
     inputs = {job.src.resolve() for job in jobs if job.src.exists()}
     claimed: dict[Path, Path] = {}  # output -> the input that writes it in this run
+
+    def done(src: Path, dst: Path, report: object, exc: Exception | None) -> None:
+        if exc is None and args.plot:
+            try:
+                from .eval.plots import save_file_comparison
+
+                log.info("wrote %s", save_file_comparison(src, dst, cutoff_hz=args.cutoff))
+            except Exception as plot_exc:
+                exc = plot_exc
+        if exc is None:
+            summary.processed.append(dst)
+            log.debug("%s: %s", src, report)
+            log.info("wrote %s", dst)
+        elif isinstance(exc, AudioSRError):  # one bad file never stops the batch
+            summary.failed.append((src, str(exc)))
+            log.error("%s", exc)
+        else:
+            if args.debug:
+                log.error("failed on %s", src, exc_info=exc)
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            reason = f"{type(exc).__name__}: {first}"
+            summary.failed.append((src, reason))
+            log.error("%s: %s (rerun with --debug for details)", src, reason)
+
     for job in tqdm(jobs, desc="files", unit="file", disable=args.quiet or len(jobs) < 2):
         src = job.src
         dst = out_dir / job.subdir / f"{src.stem}{args.suffix}.wav"
@@ -414,31 +468,32 @@ def _run_batch(
             summary.skipped.append(src)
             log.info("%s exists: skipped (--overwrite to redo)", dst)
             continue
-        try:
-            process(src, dst, subtype)
-            if args.plot:
-                from .eval.plots import save_file_comparison
-
-                log.info("wrote %s", save_file_comparison(src, dst, cutoff_hz=args.cutoff))
-        except AudioSRError as exc:  # one bad file never stops the batch
-            summary.failed.append((src, str(exc)))
-            log.error("%s", exc)
-            continue
-        except Exception as exc:
-            if args.debug:
-                log.exception("failed on %s", src)
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            reason = f"{type(exc).__name__}: {first}"
-            summary.failed.append((src, reason))
-            log.error("%s: %s (rerun with --debug for details)", src, reason)
-            continue
-        summary.processed.append(dst)
-        log.info("wrote %s", dst)
+        runner.submit(src, dst, subtype, done)
+    runner.finish()
     return summary
 
 
-def _modern_processor(args: argparse.Namespace, options) -> Callable[[Path, Path, str], None]:
-    from .api import Upsampler, make_engine
+@dataclass
+class _Batched:
+    """A :class:`Runner` over :class:`~audiosr.batching.FileBatcher`: short files share calls."""
+
+    batcher: object  # FileBatcher (imported lazily: it pulls in torch)
+    quiet: bool
+
+    def submit(self, src: Path, dst: Path, subtype: str, done: Done) -> None:
+        update, close = _progress_bar(not self.quiet, src.name)
+        try:
+            self.batcher.submit(src, dst, done, subtype=subtype, progress=update)
+        finally:
+            close()
+
+    def finish(self) -> None:
+        self.batcher.finish()
+
+
+def _modern_processor(args: argparse.Namespace, options) -> Runner:
+    from .api import make_engine
+    from .batching import FileBatcher
     from .pipeline import PipelineOptions
 
     model = args.checkpoint or args.model_name
@@ -457,20 +512,10 @@ def _modern_processor(args: argparse.Namespace, options) -> Callable[[Path, Path
         keep_loudness=not args.normalize,
         batch_size=args.batch_size,
     )
-    up = Upsampler(engine, pipeline)
-
-    def process(src: Path, dst: Path, subtype: str) -> None:
-        update, close = _progress_bar(not args.quiet, src.name)
-        try:
-            report = up.upsample_file(src, dst, subtype=subtype, progress=update)
-        finally:
-            close()
-        log.debug("%s: %s", src, report)
-
-    return process
+    return _Batched(FileBatcher(engine, pipeline), args.quiet)
 
 
-def _upstream_processor(args: argparse.Namespace, options) -> Callable[[Path, Path, str], None]:
+def _upstream_processor(args: argparse.Namespace, options) -> Runner:
     """The original's path: one model, files in order, reseeded per file, trimmed output."""
     import numpy as np
 
@@ -510,7 +555,7 @@ def _upstream_processor(args: argparse.Namespace, options) -> Callable[[Path, Pa
             dst, np.asarray(out[:, :keep]), upstream.SAMPLE_RATE, subtype=subtype, protect=[src]
         )
 
-    return process
+    return _OneByOne(process)
 
 
 def run_convert(args: argparse.Namespace) -> int:
