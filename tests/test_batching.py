@@ -210,3 +210,19 @@ def test_cli_batches_short_files_and_writes_what_one_by_one_writes(
     for src in srcs:
         name = f"{src.stem}_AudioSR_Processed_48K.wav"
         np.testing.assert_array_equal(read(tmp_path / "b8" / name), read(tmp_path / "b1" / name))
+
+
+def test_upsampler_upsample_files_reports_each_input(tmp_path: Path) -> None:
+    from audiosr.api import Upsampler
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = write_audio(folder / "good.wav", noise(1.0, 16_000, 2, 4000, 0), 16_000)
+    missing = folder / "missing.wav"
+    up = Upsampler(DSPEngine(), PipelineOptions(batch_size=4))
+    out = up.upsample_files(
+        [(good, tmp_path / "o" / "good.wav"), (missing, tmp_path / "o" / "m.wav")]
+    )
+    assert isinstance(out[good], UpsampleReport) and not out[good].passthrough
+    assert isinstance(out[missing], AudioSRError)
+    assert read(tmp_path / "o" / "good.wav").shape == (2, SAMPLE_RATE)

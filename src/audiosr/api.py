@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -124,6 +125,33 @@ class Upsampler:
             return upsample_file(
                 self.engine, src, dst, self.pipeline, subtype=subtype, progress=progress
             )
+
+    def upsample_files(
+        self,
+        pairs: Iterable[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+        *,
+        subtype: str = "PCM_24",
+    ) -> dict[Path, UpsampleReport | Exception]:
+        """Many ``(src, dst)`` pairs; short files share engine calls (``pipeline.batch_size``
+        rows per call, see :mod:`audiosr.batching`).
+
+        A failing file does not stop the others.
+
+        Returns:
+            For each input path: its report, or the exception it failed with.
+        """
+        from .batching import FileBatcher
+
+        outcome: dict[Path, UpsampleReport | Exception] = {}
+
+        def done(src: Path, _dst: Path, report, exc) -> None:
+            outcome[src] = exc if exc is not None else report
+
+        batcher = FileBatcher(self.engine, self.pipeline)
+        for src, dst in pairs:
+            batcher.submit(src, dst, done, subtype=subtype)
+        batcher.finish()
+        return outcome
 
 
 def load(
