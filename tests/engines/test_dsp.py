@@ -95,13 +95,15 @@ def test_engines_follow_the_protocol() -> None:
     assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
 
 
-def test_dsp_beats_plain_resampling() -> None:
+@pytest.mark.parametrize("envelope", ["learned", "tilt"])
+def test_dsp_beats_plain_resampling(envelope: str) -> None:
     """Mean LSD over signals x cutoffs at least 30 % below the unprocessed input's.
 
-    The engine reaches about 41 % lower on these full-band synthetic signals (its presence
-    prior expects little above 20 kHz, which these signals do have); the bound leaves headroom.
+    On these synthetic signals, full band up to 24 kHz, the learned envelope reaches about
+    35 % lower and the tilt extrapolation about 41 % lower: both expect little above 20 kHz,
+    as in real recordings (where the learned one is the better: tools/dsp_prior/README.md).
     """
-    engine, sinc = DSPEngine(), SincEngine()
+    engine, sinc = DSPEngine(DSPConfig(envelope=envelope)), SincEngine()
     rows = []
     for i, ref in enumerate(_test_signals()):
         for cutoff in CUTOFFS:
@@ -131,8 +133,9 @@ def test_low_band_is_unchanged(cutoff: float) -> None:
     # at the level of one float32 ulp of the signal.
     low_passed = torch.fft.irfft(diff * (freqs < cutoff), n=out.shape[-1])
     assert float(low_passed.abs().max()) < 1e-6
-    # Above it the engine did add a band, and it brought the high band closer to the truth.
-    assert float(lsd_hf(out, ref, cutoff)) < float(lsd_hf(degraded, ref, cutoff)) - 1.0
+    # Above it the engine did add a band, and it brought the high band closer to the truth
+    # (by 0.9 to 2 LSD units here, i.e. 9 to 20 dB of log-spectral error).
+    assert float(lsd_hf(out, ref, cutoff)) < float(lsd_hf(degraded, ref, cutoff)) - 0.5
 
 
 def test_deterministic_and_independent_of_batching() -> None:
@@ -162,6 +165,11 @@ def test_config_validation() -> None:
         DSPConfig(n_fft=2048, hop_length=500)
     with pytest.raises(ValueError, match="fine_structure"):
         DSPConfig(fine_structure=1.5)
+    with pytest.raises(ValueError, match="envelope"):
+        DSPConfig(envelope="guess")
+    with pytest.raises(ValueError, match="learned envelope needs"):
+        DSPConfig(n_fft=1024, hop_length=256)
+    DSPConfig(envelope="tilt", n_fft=1024, hop_length=256)  # the tilt works at any size
 
 
 def test_faster_than_real_time_on_one_thread() -> None:

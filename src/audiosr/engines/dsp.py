@@ -35,12 +35,16 @@ import logging
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from .dsp_prior import FILL_MIN, HOP, N_FFT, EnvelopePrior
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 48_000  # Hz
+ENVELOPES = ("learned", "tilt")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class DSPConfig:
     held-out third of the files scored within 0.04 of the tuning files.
     """
 
+    envelope: str = "learned"  # "learned" (EnvelopePrior table) or "tilt" (extrapolation)
+    table_path: str | None = None  # the learned envelope's .npz; None: the bundled table
     n_fft: int = 2048  # samples
     hop_length: int = 512  # samples; n_fft must be a multiple of it (phase-coherent patches)
     guard: float = 0.97  # top of the analysis band, as a fraction of the cutoff
@@ -76,6 +82,10 @@ class DSPConfig:
             raise ValueError(
                 f"n_fft ({self.n_fft}) must be a multiple of hop_length ({self.hop_length})"
             )
+        if self.envelope not in ENVELOPES:
+            raise ValueError(f"envelope must be one of {ENVELOPES}, got {self.envelope!r}")
+        if self.envelope == "learned" and (self.n_fft, self.hop_length) != (N_FFT, HOP):
+            raise ValueError(f"the learned envelope needs n_fft={N_FFT}, hop_length={HOP}")
         if self.smooth_frames < 1 or self.smooth_frames % 2 == 0:
             raise ValueError(f"smooth_frames must be odd and >= 1, got {self.smooth_frames}")
         if not 0.0 <= self.fine_structure <= 1.0:
@@ -100,6 +110,9 @@ class DSPEngine:
 
     def __init__(self, config: DSPConfig | None = None) -> None:
         self.config = config or DSPConfig()
+        self.prior = (
+            EnvelopePrior(self.config.table_path) if self.config.envelope == "learned" else None
+        )
 
     def __call__(self, audio: Tensor, cutoff_hz: Tensor) -> Tensor:
         """Fill the band from each item's cutoff up to 24 kHz.
@@ -182,6 +195,8 @@ class DSPEngine:
         # A floor below the synthesised power adds to it in log10(P + floor): subtract it so
         # that the output lands on the target height.
         target = floor * (torch.pow(10.0, height) - 1.0)
+        if self.prior is not None:  # the learned envelope replaces the extrapolated one
+            target = self._learned_target(power, cutoff_hz, floor)
 
         # Patches: bin k >= k_cut copies bin src(k) of the source band [k_top - width, k_top),
         # shifted by a multiple of n_fft / hop bins so the phase advance per hop stays right.
@@ -220,6 +235,13 @@ class DSPEngine:
             center=True,
             length=x.shape[-1],
         )
+
+    def _learned_target(self, power: Tensor, cutoff_hz: float, floor: float) -> Tensor:
+        """Target power ``[F - k_cut, N]`` above the cutoff from :class:`EnvelopePrior`."""
+        pred, anchor = self.prior.predict(power.T.double().numpy(), cutoff_hz)  # [N, K], [N]
+        target = np.maximum(10.0**pred - floor, 0.0)
+        target[anchor <= FILL_MIN] = 0.0  # (near-)silent frames stay silent
+        return torch.from_numpy(target.T).float()
 
 
 def _presence(freqs: Tensor, knots_hz: tuple[float, ...], values: tuple[float, ...]) -> Tensor:

@@ -1,0 +1,131 @@
+"""The learned envelope prior: table checks, consistency with describe(), and the fitting tools."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiosr.engines.dsp import DSPConfig, DSPEngine
+from audiosr.engines.dsp_prior import (
+    FILL_MIN,
+    EnvelopePrior,
+    default_table,
+    describe,
+    hf_bands,
+)
+from audiosr.eval.degrade import Degradation, apply
+from audiosr.eval.metrics import power_spectrogram
+
+SR = 48_000
+TOOLS = Path(__file__).resolve().parents[2] / "tools" / "dsp_prior"
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"dsp_prior_{name}", TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tilted_noise(seconds: float, tilt_db_per_oct: float, seed: int) -> torch.Tensor:
+    """``[1, T]`` noise with a spectral tilt and a slow level change, peak 0.5."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    spec = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.maximum(np.fft.rfftfreq(n, 1 / SR), 50.0)
+    spec *= (freqs / 1000.0) ** (tilt_db_per_oct / (20 * np.log10(2)))
+    x = np.fft.irfft(spec, n=n) * (1.2 + np.sin(2 * np.pi * 1.5 * np.arange(n) / SR))
+    return torch.from_numpy(0.5 * x / np.abs(x).max()).float()[None]
+
+
+def test_bundled_table_matches_describe() -> None:
+    """The table's feature and per-frame sizes are what describe() produces today."""
+    prior = EnvelopePrior()
+    x = _tilted_noise(1.0, -6.0, 0)
+    power = power_spectrogram(x)[0].numpy()
+    anchor, active, feats, frame = describe(power, 6000.0)
+    assert prior.table["x_mean"].shape[1] == feats.shape[0]
+    assert prior.table["G"].shape[1] == frame.shape[1]
+    assert anchor.shape == active.shape == (power.shape[0],)
+    # every trained cutoff has one band per 1/6 octave up to Nyquist
+    for cutoff, nb in zip(prior.table["cutoffs"], prior.table["n_bands"]):
+        assert nb == len(hf_bands(float(cutoff)))
+
+
+def test_prediction_shape_and_level_follow_the_input() -> None:
+    prior = EnvelopePrior()
+    x = _tilted_noise(2.0, -6.0, 1)
+    y, _ = apply(Degradation("lowpass", 8000.0, "butter", 8), x[0])
+    power = power_spectrogram(y[None])[0].numpy()
+    pred, anchor = prior.predict(power, 8000.0)
+    k_cut = int(np.ceil(8000.0 / (SR / 2048)))
+    assert pred.shape == (power.shape[0], power.shape[1] - k_cut)
+    assert np.isfinite(pred).all() and (anchor > FILL_MIN).all()
+    # 20 dB quieter input -> a predicted band just above the cutoff at least 10 dB lower (the
+    # absolute-level features make quiet items' high band relatively weaker)
+    quiet, _ = prior.predict(power * 0.01, 8000.0)
+    assert (pred[:, :40] - quiet[:, :40]).mean() > 1.0
+    assert (pred[:, :40] - quiet[:, :40]).min() > 0.5
+    # a steeper tilt of the known band -> less predicted high band
+    steep = _tilted_noise(2.0, -15.0, 1)
+    steep_lp, _ = apply(Degradation("lowpass", 8000.0, "butter", 8), steep[0])
+    steep_pred, _ = prior.predict(power_spectrogram(steep_lp[None])[0].numpy(), 8000.0)
+    assert steep_pred.mean() < pred.mean()
+
+
+def test_bad_tables_are_refused(tmp_path: Path) -> None:
+    with np.load(default_table(), allow_pickle=False) as z:
+        table = {k: z[k] for k in z.files}
+    partial = {k: v for k, v in table.items() if k != "W"}
+    np.savez(tmp_path / "partial.npz", **partial)
+    with pytest.raises(ValueError, match="missing \\['W'\\]"):
+        EnvelopePrior(tmp_path / "partial.npz")
+    pickled = dict(table, W=np.array([object()], dtype=object))
+    np.savez(tmp_path / "pickled.npz", **pickled)
+    with pytest.raises(ValueError, match="pickle"):
+        EnvelopePrior(tmp_path / "pickled.npz")
+    unordered = dict(table, cutoffs=table["cutoffs"][::-1].copy())
+    np.savez(tmp_path / "unordered.npz", **unordered)
+    with pytest.raises(ValueError, match="increasing"):
+        EnvelopePrior(tmp_path / "unordered.npz")
+
+
+@pytest.mark.slow
+def test_fitting_tools_rebuild_a_table_the_engine_uses(tmp_path: Path) -> None:
+    """prep.py + train.py on a tiny synthetic corpus: deterministic, loadable, usable."""
+    corpus = tmp_path / "corpus"
+    rows = []
+    for i, (kind, tilt) in enumerate([("speech", -5.0), ("music", -9.0), ("other", -3.0)] * 2):
+        (corpus / kind).mkdir(parents=True, exist_ok=True)
+        clip = f"pkg{i % 2}__clip{i}"
+        sf.write(corpus / kind / f"{clip}.wav", _tilted_noise(1.0, tilt, i)[0].numpy(), SR)
+        rows.append((kind, f"pkg{i % 2}", clip, "synthetic"))
+    with open(corpus / "manifest.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("kind", "package", "clip", "source"), *rows])
+    prep, train = _tool("prep"), _tool("train")
+    assert prep.main([str(corpus), str(tmp_path / "cache")]) == 0
+    assert train.main([str(corpus), str(tmp_path / "cache"), str(tmp_path / "a.npz")]) == 0
+    assert train.main([str(corpus), str(tmp_path / "cache"), str(tmp_path / "b.npz")]) == 0
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    assert (
+        train.main(
+            [*map(str, (corpus, tmp_path / "cache", tmp_path / "c.npz")), "--exclude", "pkg1"]
+        )
+        == 0
+    )
+    a, c = EnvelopePrior(tmp_path / "a.npz"), EnvelopePrior(tmp_path / "c.npz")
+    assert not np.array_equal(a.table["W"], c.table["W"])  # fewer clips, another fit
+    engine = DSPEngine(DSPConfig(table_path=str(tmp_path / "a.npz")))
+    x = _tilted_noise(1.0, -6.0, 9)
+    y, _ = apply(Degradation("lowpass", 6000.0, "cheby1", 8), x[0])
+    out = engine(y[None], torch.tensor([6000.0]))
+    assert out.shape == y[None].shape and torch.isfinite(out).all()
+    assert not torch.equal(out, y[None])  # it added a band
