@@ -73,7 +73,7 @@ class DSPConfig:
     fine_structure: float = 0.5  # exponent on the whitened patch magnitude (0 smooth, 1 copy)
     whiten_bins: int = 9  # width of the frequency smoothing that whitens the patch, in bins
     noise_db: float = -30.0  # noise floor relative to the envelope, in dB
-    crossfade_hz: float = 200.0  # raised-cosine ramp of the new band above the cutoff, in Hz
+    crossfade_hz: float = 50.0  # raised-cosine ramp of the new band above the cutoff, in Hz
     min_cutoff_hz: float = 500.0  # below this there is too little band to extrapolate from
     seed: int = 0  # noise floor seed (the same for every item: output does not depend on B)
 
