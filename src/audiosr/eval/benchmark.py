@@ -4,7 +4,8 @@ Protocol, for every reference file (any format and rate libsndfile or PyAV reads
 
 1. Read it, resample it to 48 kHz (soxr, very high quality), mix the channels to mono (the
    mean; LSD tables in the literature are mono) and keep at most ``max_seconds``. Its own band
-   limit is measured (:func:`~audiosr.eval.degrade.measure_cutoff_hz`) and recorded.
+   limit is read with the pipeline's detector
+   (:func:`~audiosr.dsp.bandwidth.detect_cutoff_hz`) and recorded.
 2. Apply each :class:`~audiosr.eval.degrade.Degradation` (deterministic given its record; the
    filter families and orders are drawn once from ``seed``), which also gives the cutoff of the
    degraded input. A degradation whose cutoff is at or above 95 % of the reference's own band
@@ -41,9 +42,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..dsp.bandwidth import detect_cutoff_hz
 from ..errors import AudioSRError
 from . import metrics
-from .degrade import KINDS, Degradation, apply, default_degradations, measure_cutoff_hz
+from .degrade import KINDS, Degradation, apply, default_degradations
 
 if TYPE_CHECKING:
     from ..api import Upsampler
@@ -355,7 +357,9 @@ def evaluate(
                 log.error("%s", exc)
                 failed.append(str(exc))
                 continue
-            ref_cutoff = measure_cutoff_hz(ref, SAMPLE_RATE)
+            # Where the reference's real content ends: the pipeline's detector, which does not
+            # mistake a steep natural tilt (bass-heavy music) for a band limit.
+            ref_cutoff = detect_cutoff_hz(ref, SAMPLE_RATE)
             if ref_cutoff < 0.95 * highest:
                 log.warning(
                     "%s is band-limited at about %.0f Hz (read at %d Hz): degradations that "
