@@ -324,6 +324,19 @@ def test_tiny_model_runs_a_crashing_step_count_on_811_samples(tmp_path, capsys, 
     assert sr == 48_000 and y.shape == (811,) and np.isfinite(y).all() and np.abs(y).max() > 0
 
 
+def test_forced_full_band_input_runs_the_model(tmp_path, capsys, golden) -> None:
+    """--force on a full-band file: the band limit is Nyquist, which leaves the model no
+    low-pass to simulate; the original's own detector steps in instead of a crash."""
+    rng = np.random.default_rng(3)
+    src = tmp_path / "white.wav"
+    sf.write(str(src), (0.2 * rng.standard_normal(48_000)).astype(np.float32), 48_000)
+    argv = ["-i", str(src), "-s", str(tmp_path), "--checkpoint", str(golden.checkpoint_path)]
+    code, lines = run(capsys, *argv, *_model_args(golden), "--ddim_steps", "2", "--force")
+    assert code == 0 and lines == []
+    y, sr = sf.read(str(tmp_path / out_name(src)), dtype="float32")
+    assert sr == 48_000 and y.shape == (48_000,) and np.isfinite(y).all()
+
+
 # --------------------------------------------------------------------------------------------
 # Batches
 

@@ -61,12 +61,12 @@ def _design(family: str, order: int, cutoff_hz: float, sr: int = SR) -> np.ndarr
     return signal.bessel(order, wn, output="sos")  # norm="phase", as AudioSR's simulation
 
 
-def _filter_reference_hz(sos: np.ndarray, sr: int = SR) -> float:
+def _filter_reference_hz(sos: np.ndarray, sr: int = SR, drop_db: float = DROP_DB) -> float:
     """Lowest frequency above which the zero-phase (sosfiltfilt: squared) response stays
-    ``DROP_DB`` below its DC gain."""
+    ``drop_db`` below its DC gain."""
     f, h = signal.sosfreqz(sos, worN=1 << 16, fs=sr)
     level = 40 * np.log10(np.abs(h) + 1e-30)
-    return float(f[np.nonzero(level >= -DROP_DB)[0].max()])
+    return float(f[np.nonzero(level >= -drop_db)[0].max()])
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,10 +81,31 @@ def test_filtered_noise(family: str, order: int) -> None:
         sos = _design(family, order, cutoff)
         ref = _filter_reference_hz(sos)
         got = detect_cutoff_hz(signal.sosfiltfilt(sos, x), SR)
-        # The gentlest filter (Bessel, order 2: its response is still falling slowly at its
-        # -20 dB point) reads up to 6 % further out; every other one within 3 %.
-        tol = 2 * _tol(ref) if (family, order) == ("bessel", 2) else _tol(ref)
-        assert abs(got - ref) <= tol, (family, order, cutoff, got, ref)
+        if order == 2:
+            # Order 2 falls too gently to pass the depth test (40 dB down half an octave to an
+            # octave further up) at its -20 dB point, like a natural roll-off: it reads
+            # between its -20 and -40 dB points, keeping the input's band a little longer.
+            deep = _filter_reference_hz(sos, drop_db=2 * DROP_DB)
+            assert ref - _tol(ref) <= got <= deep + _tol(deep), (family, cutoff, got, ref, deep)
+        else:
+            assert abs(got - ref) <= _tol(ref), (family, order, cutoff, got, ref)
+
+
+def test_speech_tilt_is_not_a_band_limit() -> None:
+    """The long-term spectrum of a real voice recording (flare-game, 44.1 kHz): 34 dB down from
+    200 Hz to 2 kHz, consonants at -40 to -55 dB up to 16 kHz, then the master's low-pass. It
+    read as band-limited at 2 kHz before the depth test; its band limit is the low-pass."""
+    sr = 44_100
+    n = 4 * sr
+    f = np.fft.rfftfreq(n, 1 / sr)
+    knots = {20: -20, 200: 0, 500: -10, 1000: -19, 2000: -34, 3000: -35, 4000: -36, 5000: -41,
+             6000: -60, 8000: -47, 10_000: -50, 12_000: -51, 14_000: -53, 16_000: -52,
+             18_000: -70, 20_000: -134, sr / 2: -140}  # fmt: skip
+    gain_db = np.interp(np.log2(np.maximum(f, 20.0)), np.log2(list(knots)), list(knots.values()))
+    spec = np.fft.rfft(np.random.default_rng(6).standard_normal(n)) * 10 ** (gain_db / 20)
+    x = np.fft.irfft(spec, n)
+    got = detect_cutoff_hz(0.5 * x / np.abs(x).max(), sr)
+    assert 16_000 <= got <= 19_500, got
 
 
 @pytest.mark.parametrize("sr", [44_100, 48_000])

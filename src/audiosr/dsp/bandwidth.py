@@ -25,6 +25,11 @@ This module looks for the edge itself, on the long-term average spectrum (LTAS) 
    band limit where the content has faded by ``drop_db`` within two octaves. (A three-octave
    reference, tried first, read bass-heavy music, which loses 20 dB between 400 Hz and 3 kHz
    and keeps real content up to a 19 kHz master low-pass, as band-limited at 3 kHz.)
+4. Depth: from half an octave to one octave above ``f``, the spectrum must also lie
+   ``depth_db`` (40 dB) below that reference level. Past a band limit little but the floor is
+   left; a voice that loses 35 dB from its fundamental to 2 kHz and keeps its consonants at
+   -40 to -55 dB up to 16 kHz passes step 3 at 2 kHz but not this one. Second-order filters
+   fall too gently for it at their -20 dB point and read between their -20 and -40 dB points.
 
 For a filter, the result is the frequency where its response has fallen ``drop_db`` below the
 pass band (its -20 dB point: within 5 % of the design cutoff for the order-8 elliptic filter,
@@ -112,6 +117,7 @@ def detect_cutoff_hz(
     drop_db: float = 20.0,
     reference_octaves: float = 2.0,
     smooth_hz: float = 300.0,
+    depth_db: float = 40.0,
 ) -> float:
     """Estimate the band limit of ``audio``: the frequency above which no real content remains.
 
@@ -122,6 +128,8 @@ def detect_cutoff_hz(
             the ``reference_octaves`` just below it.
         reference_octaves: width of that reference band, in octaves.
         smooth_hz: width of the running percentile across frequency that removes tones, in Hz.
+        depth_db: how far (dB) the spectrum from half an octave to one octave above the
+            cutoff must lie below that reference level.
 
     Returns:
         The cutoff in Hz, in ``(0, sample_rate / 2]``. ``sample_rate / 2`` (Nyquist) means no
@@ -163,12 +171,25 @@ def detect_cutoff_hz(
     padded = np.concatenate([np.full(span, lg[0]), lg])
     ref = np.lib.stride_tricks.sliding_window_view(padded, span + 1).max(axis=-1)
     margin = ref - drop_db - above  # >= 0 where everything above is drop_db below the band
-    hits = np.nonzero(margin >= 0.0)[0]
+    # Depth: half an octave to one octave above f, the spectrum must lie depth_db below the
+    # reference band. A band limit leaves little but the floor there; a natural roll-off
+    # (speech losing 35 dB from its fundamental to 3 kHz, then holding consonants at -40 to
+    # -55 dB up to 16 kHz) passes the drop test above but not this one.
+    half = _GRID_STEPS_PER_OCTAVE // 2
+    deep_max = np.full(n_grid, -np.inf)
+    for i in range(n_grid):
+        lo_i = min(i + half, n_grid - 1)
+        hi_i = min(i + _GRID_STEPS_PER_OCTAVE, n_grid - 1)
+        deep_max[i] = lg[lo_i : hi_i + 1].max()
+    deep_ok = deep_max <= ref - depth_db
+    hits = np.nonzero((margin >= 0.0) & deep_ok)[0]
     if len(hits) == 0:
         return nyquist
     i = int(hits[0])
     if i == 0:
         return float(grid[0])
+    if margin[i - 1] >= 0.0:  # the drop was there already; the depth test decided
+        return float(min(grid[i] + edge_shift_hz, nyquist))
     # Linear interpolation of the zero crossing of `margin` between grid[i-1] and grid[i].
     m0, m1 = margin[i - 1], margin[i]
     t = m0 / (m0 - m1) if m0 != m1 else 1.0

@@ -160,15 +160,24 @@ class DiffusionRuntime:
             wave: [B, L] normalised, padded waveform at 48 kHz.
             target_frames: T, the mel frame count (L = hop * T).
             family: low-pass filter family of the simulation.
-            cutoff_hz: [B] known cutoffs in Hz; None uses the original's detector (spec §3).
+            cutoff_hz: [B] known cutoffs in Hz; None (or a cutoff at Nyquist) uses the
+                original's detector (spec §3).
         """
         wave = wave.to(self.device, torch.float32)
-        if cutoff_hz is None:
+        batch = wave.shape[0]
+        nyquist = self.config.mel.sample_rate / 2
+        # A known cutoff at Nyquist (a full-band input regenerated on request) leaves no
+        # low-pass to simulate: such items get the original's detector, like unknown ones.
+        known = [None] * batch if cutoff_hz is None else [float(c) for c in cutoff_hz]
+        if any(c is None or c >= nyquist for c in known):
             _, magnitude = self.frontend(wave)
             magnitude = fit_frames(magnitude, target_frames)
-            cutoffs = [cutoff_hz_from_stft(magnitude[b])[1] for b in range(wave.shape[0])]
+            cutoffs = [
+                cutoff_hz_from_stft(magnitude[b])[1] if c is None or c >= nyquist else c
+                for b, c in enumerate(known)
+            ]
         else:
-            cutoffs = [float(c) for c in cutoff_hz]
+            cutoffs = known
         # The simulation is scipy's fp64 IIR + polyphase code (spec §4), so it runs on the CPU.
         lows = [
             simulate_lowpass(wave[b : b + 1].cpu(), float(cutoffs[b]), family)
