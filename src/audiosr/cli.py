@@ -330,7 +330,11 @@ class BatchSummary:
             f"done: {len(self.processed)} processed, {len(self.skipped)} skipped "
             f"(output exists; --overwrite to redo), {len(self.failed)} failed"
         ]
-        lines += [f"  failed: {p}: {why}" for p, why in self.failed]
+        # Most reasons already name the file ("cannot read X: ..."): say it once.
+        lines += [
+            f"  failed: {why}" if str(p) in why else f"  failed: {p}: {why}"
+            for p, why in self.failed
+        ]
         return "\n".join(lines)
 
 
@@ -593,6 +597,17 @@ class _OneByOne:
         pass
 
 
+def _output_name(src: Path, suffix: str) -> str:
+    """``<stem><suffix>.wav``, shortened with a hash when over 255 bytes (see ``fit_name``)."""
+    from .audio_io import fit_name
+
+    name = f"{src.stem}{suffix}.wav"
+    fitted = fit_name(name)
+    if fitted != name:
+        log.warning("%s: output name too long for the file system; writing %s", src, fitted)
+    return fitted
+
+
 def _run_batch(
     jobs: list[Job],
     out_dir: Path,
@@ -602,6 +617,8 @@ def _run_batch(
 ) -> BatchSummary:
     """Every job in order; a failure is logged and recorded, and the batch goes on."""
     from tqdm.auto import tqdm
+
+    from .audio_io import remove_stale_temps
 
     summary = BatchSummary()
     inputs = {job.src.resolve() for job in jobs if job.src.exists()}
@@ -632,7 +649,7 @@ def _run_batch(
 
     for job in tqdm(jobs, desc="files", unit="file", disable=args.quiet or len(jobs) < 2):
         src = job.src
-        dst = out_dir / job.subdir / f"{src.stem}{args.suffix}.wav"
+        dst = out_dir / job.subdir / _output_name(src, args.suffix)
         key = dst.resolve()
         if key in inputs:
             why = f"output {dst} would overwrite an input; change --suffix or -s"
@@ -646,6 +663,7 @@ def _run_batch(
             continue
         claimed[key] = src
         if dst.exists() and not args.overwrite:
+            remove_stale_temps(dst)  # an interrupted --overwrite run may have left one
             summary.skipped.append(src)
             log.info("%s exists: skipped (--overwrite to redo)", dst)
             continue
