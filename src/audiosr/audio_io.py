@@ -480,6 +480,18 @@ def temp_prefix(path: str | os.PathLike[str]) -> str:
     return f".audiosr-{hashlib.sha1(os.fsencode(name)).hexdigest()[:16]}."
 
 
+def output_mode(path: str | os.PathLike[str]) -> int:
+    """Permission bits for a new file at ``path``: those of the file it replaces, else
+    ``0o666`` less the process umask (what ``open()`` would give; ``mkstemp`` gives 0600)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _process_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -691,9 +703,8 @@ class AtomicWriter:
             with open(self._tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             # mkstemp creates 0600 files; give the output the permissions of the file it
-            # replaces, or the usual rw-r--r--.
-            mode = self.path.stat().st_mode & 0o7777 if self.path.exists() else 0o644
-            os.chmod(self._tmp, mode)
+            # replaces, or those the umask gives new files.
+            os.chmod(self._tmp, output_mode(self.path))
             os.replace(self._tmp, self.path)
         except (sf.LibsndfileError, OSError) as err:
             self._discard()

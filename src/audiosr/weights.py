@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import pickle
+import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -288,12 +289,23 @@ def convert_checkpoint(
     }
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".partial")
     from dataclasses import asdict
 
-    save_file(
-        out, str(tmp), metadata={"format": "pt", "audiosr_config": json.dumps(asdict(config))}
+    from .audio_io import output_mode, remove_stale_temps, temp_prefix
+
+    remove_stale_temps(dst)
+    fd, name = tempfile.mkstemp(
+        prefix=f"{temp_prefix(dst)}{os.getpid()}.", suffix=".part", dir=dst.parent
     )
-    os.replace(tmp, dst)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        save_file(
+            out, str(tmp), metadata={"format": "pt", "audiosr_config": json.dumps(asdict(config))}
+        )
+        os.chmod(tmp, output_mode(dst))  # safetensors and mkstemp both create 0600 files
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
     log.info("wrote %d tensors (%s) to %s", len(out), dtype, dst)
     return dst
