@@ -217,7 +217,6 @@ def _dataset(todo: list[Planned], spec: WorkerSpec, pool: Pool, args: argparse.N
         compute=ray.data.ActorPoolStrategy(size=pool.workers),
         num_cpus=pool.cpus_per_worker,
         num_gpus=pool.gpus_per_worker or None,
-        udf_modifying_row_count=False,
     )
 
 
