@@ -117,7 +117,11 @@ def test_ray_matches_local_cli_reports_bad_file_and_resumes(ray_instance, corpus
 
     # A rerun skips every finished output (they stay untouched); the bad file fails again.
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
+    # What a killed run leaves: the hidden temporary file of an output being written.
+    stale = out / "sub" / f".d{SUFFIX}.wav.k3x_9q.part"
+    stale.write_bytes(b"half a file")
     assert main([*common, "-s", str(out), "--ray", "-q"]) == 1
+    assert not stale.exists()
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")} == stamps
     rows = read_manifest(out / MANIFEST_NAME)
     assert sorted(r["status"] for r in rows) == ["failed"] + ["skipped"] * 5

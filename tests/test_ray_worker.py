@@ -128,3 +128,27 @@ def test_bad_pool_flags_fail_in_one_line(tmp_path, capsys, flags, message):
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_pool_flags_need_ray(tmp_path, capsys):
+    clip = _clip(tmp_path / "x.wav")
+    assert (
+        main(["--engine", "dsp", "-i", str(clip), "-s", str(tmp_path / "o"), "--workers", "2"]) == 1
+    )
+    assert "add --ray" in capsys.readouterr().err
+
+
+def test_sweep_removes_only_temporaries_of_planned_outputs(tmp_path):
+    from audiosr.cluster.driver import sweep_partials
+
+    keep = [tmp_path / ".other.wav.abc.part", tmp_path / "a.wav", tmp_path / ".hidden"]
+    gone = [tmp_path / ".a.wav.x1y_2.part", tmp_path / ".b.wav.zz9.part"]
+    for p in keep + gone:
+        p.write_bytes(b"x")
+    spool = tmp_path / ".a.wav.q8r7"  # the --normalize spool folder
+    spool.mkdir()
+    (spool / "spool.w64").write_bytes(b"x")
+    sweep_partials([tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "missing" / "c.wav"])
+    assert all(p.exists() for p in keep)
+    assert not any(p.exists() for p in [*gone, spool])

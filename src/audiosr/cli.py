@@ -384,6 +384,8 @@ def run_upsample(args: argparse.Namespace) -> int:
         from .cluster import check_args
 
         check_args(args)
+    elif args.workers is not None or args.gpus_per_worker is not None:
+        raise AudioSRError("--workers and --gpus-per-worker size a --ray run: add --ray")
     jobs = collect_inputs(args, exclude=Path(args.save_path).expanduser())
     out_dir = _output_dir(args, jobs)
     if args.plot:

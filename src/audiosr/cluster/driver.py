@@ -123,6 +123,7 @@ def run_on_ray(jobs: list, out_dir: Path, subtype: str, args: argparse.Namespace
     from ..cli import BatchSummary
 
     todo, rows = plan(jobs, out_dir, args)
+    sweep_partials([Path(row["output"]) for row in rows if row is not None] + [p.dst for p in todo])
     if todo:
         for planned, row in _process(todo, out_dir, subtype, args):
             rows[planned.index] = row
@@ -138,6 +139,30 @@ def run_on_ray(jobs: list, out_dir: Path, subtype: str, args: argparse.Namespace
         else:
             summary.failed.append((Path(row["input"]), row["error"]))
     return summary
+
+
+def sweep_partials(outputs: list[Path]) -> None:
+    """Delete the temporary files an interrupted run left next to ``outputs``.
+
+    :class:`~audiosr.audio_io.AtomicWriter` writes ``.<name>.<random>.part`` (and the
+    ``--normalize`` path a ``.<name>.<random>`` folder) and renames it only when complete; a
+    killed process leaves it behind. One listing per output folder.
+    """
+    names: dict[Path, set[str]] = {}
+    for dst in outputs:
+        names.setdefault(dst.parent, set()).add(dst.name)
+    for folder, wanted in names.items():
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if not entry.name.startswith("."):
+                continue
+            stem = entry.name[1:].removesuffix(".part").rsplit(".", 1)[0]
+            if stem in wanted:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
 
 def _log_row(row: dict[str, Any]) -> None:
