@@ -152,3 +152,15 @@ def test_sweep_removes_only_temporaries_of_planned_outputs(tmp_path):
     sweep_partials([tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "missing" / "c.wav"])
     assert all(p.exists() for p in keep)
     assert not any(p.exists() for p in [*gone, spool])
+
+
+def test_worker_without_engine_fails_every_file_with_the_reason(tmp_path):
+    args = _upsample_parser().parse_args(["-q", "x.wav", "--checkpoint", str(tmp_path / "no.pt")])
+    worker = FileWorker(WorkerSpec(vars(args), "PCM_24", str(tmp_path)))
+    clip = _clip(tmp_path / "c.wav")
+    result = worker(_batch([(0, clip, tmp_path / "o.wav")]))
+    assert list(result["status"]) == ["failed"]
+    assert result["error"][0] == (
+        f"the worker could not load its engine: checkpoint file not found: {tmp_path / 'no.pt'}"
+    )
+    assert not (tmp_path / "o.wav").exists()

@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import AudioSRError
 from .journal import JOURNAL_DIR
 from .manifest import MANIFEST_NAME, write_manifest
-from .worker import COLUMNS, FileWorker, WorkerSpec
+from .worker import COLUMNS, ENGINE_FAILED, FileWorker, WorkerSpec
 
 log = logging.getLogger("audiosr")
 
@@ -206,6 +206,8 @@ def _process(todo: list[Planned], out_dir: Path, subtype: str, args: argparse.Na
                     planned = by_index[int(result["index"])]
                     row = {name: _plain(result[name]) for name in COLUMNS}
                     row["input"], row["output"] = str(planned.src), str(planned.dst)
+                    if row["error"].startswith(ENGINE_FAILED):
+                        raise AudioSRError(row["error"])  # no file can succeed: stop now
                     bar.update(1)
                     yield planned, row
             except ray.exceptions.RayError as exc:
@@ -325,13 +327,19 @@ def _plain(value: Any) -> Any:
 
 
 def _root_reason(exc: BaseException) -> str:
-    """The innermost cause of a (Ray-wrapped) exception, as one line."""
+    """The innermost cause of a (Ray-wrapped) exception, as one line.
+
+    Ray wraps a worker's exception (``RayTaskError.cause``); an actor that died carries the
+    remote traceback only as text, whose last line names the original error.
+    """
     from .worker import failure_reason
 
     seen = exc
-    while True:
+    for _ in range(10):
         inner = getattr(seen, "cause", None) or seen.__cause__
-        if inner is None or inner is seen:
+        if not isinstance(inner, BaseException) or inner is seen:
             break
         seen = inner
-    return failure_reason(seen)
+    if isinstance(seen, AudioSRError) or not str(seen).strip():
+        return failure_reason(seen)
+    return str(seen).strip().splitlines()[-1].strip()

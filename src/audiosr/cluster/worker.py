@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 # Result columns, in manifest order (the batch also carries "index").
 COLUMNS = ("input", "output", "status", "band_limit_hz", "duration_s", "seconds", "error")
+# Start of the error of every file of an actor whose engine could not be built (the driver
+# stops the run on it: no file can succeed).
+ENGINE_FAILED = "the worker could not load its engine: "
 
 
 @dataclass(frozen=True)
@@ -97,16 +100,20 @@ class FileWorker:
         self.spec = spec
         self.args = args
         self.journal = Journal(spec.journal)
-        # Options are resolved here, on the worker's own device ("auto" precision included).
-        self.engine = make_engine(
-            args.engine,
-            model=args.checkpoint or args.model_name,
-            config=args.config,
-            device=args.device,
-            options=_sampling_options(args),
-            progress=False,
-        )
         self.pipeline = pipeline_options(args)
+        self.broken = ""  # why the engine could not be built ("" when it was)
+        try:
+            # Options are resolved here, on the worker's own device ("auto" precision too).
+            self.engine = make_engine(
+                args.engine,
+                model=args.checkpoint or args.model_name,
+                config=args.config,
+                device=args.device,
+                options=_sampling_options(args),
+                progress=False,
+            )
+        except Exception as exc:  # reported with every file, as one line, by the driver
+            self.broken = ENGINE_FAILED + failure_reason(exc)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``batch``: columns index, input, output -> the same rows with their results."""
@@ -115,6 +122,9 @@ class FileWorker:
             for i, s, d in zip(batch["index"], batch["input"], batch["output"])
         ]
         rows: dict[int, dict[str, Any]] = {}
+        if self.broken:
+            rows = {i: _row(Path(s), Path(d), 0.0, error=self.broken) for i, s, d in jobs}
+            return _columns([rows[i] for i, _, _ in jobs], [i for i, _, _ in jobs])
         todo = []
         for job in jobs:
             earlier = self.journal.done(job[0])
