@@ -181,8 +181,9 @@ def _process(todo: list[Planned], out_dir: Path, subtype: str, args: argparse.Na
 
     journal = out_dir / JOURNAL_DIR / uuid.uuid4().hex
     journal.mkdir(parents=True)
-    owns_ray = _connect(args)
+    owns_ray = False
     try:
+        owns_ray = _connect(args)
         pool = size_pool(args)
         spec = WorkerSpec(
             cli_args=_worker_args(args),
