@@ -119,7 +119,7 @@ def test_ray_missing_gives_install_hint(tmp_path, monkeypatch, capsys):
     [
         (["--workers", "0"], "--workers must be >= 1"),
         (["--gpus-per-worker", "-1"], "--gpus-per-worker must be >= 0"),
-        (["--preset", "upstream", "--engine", "audiosr"], "--preset quality or fast"),
+        (["--preset", "upstream"], "--preset upstream needs --engine audiosr"),
     ],
 )
 def test_bad_pool_flags_fail_in_one_line(tmp_path, capsys, flags, message):
@@ -164,3 +164,19 @@ def test_worker_without_engine_fails_every_file_with_the_reason(tmp_path):
         f"the worker could not load its engine: checkpoint file not found: {tmp_path / 'no.pt'}"
     )
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_upstream_preset_runs_the_local_clis_path(golden, tmp_path):
+    """``--preset upstream`` on a worker: the original's path, the local CLI's bytes."""
+    clip = _clip(tmp_path / "u.wav", sr=16000, seconds=1.3)
+    flags = ["--preset", "upstream", "--ddim_steps", "2", "-d", "cpu", "-q"]
+    flags += ["--checkpoint", str(golden.checkpoint_path), "--config", str(golden.config_path)]
+    assert main([str(clip), "-s", str(tmp_path / "local"), *flags]) == 0
+    args = _upsample_parser().parse_args([str(clip), *flags])
+    (tmp_path / "j").mkdir()
+    worker = FileWorker(WorkerSpec(vars(args), "PCM_16", str(tmp_path / "j")))
+    out = tmp_path / "ray" / "u_AudioSR_Processed_48K.wav"
+    result = worker(_batch([(0, clip, out)]))
+    assert list(result["status"]) == ["processed"], result["error"]
+    assert result["duration_s"][0] == pytest.approx(1.3)
+    assert out.read_bytes() == (tmp_path / "local" / out.name).read_bytes()

@@ -65,8 +65,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise AudioSRError(f"--workers must be >= 1, got {args.workers}")
     if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
         raise AudioSRError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker:g}")
-    if args.preset == "upstream":
-        raise AudioSRError("--ray runs the modern pipeline: use --preset quality or fast")
+    if args.preset == "upstream" and args.engine != "audiosr":
+        raise AudioSRError("--preset upstream needs --engine audiosr")
     if importlib.util.find_spec("ray") is None or importlib.util.find_spec("pyarrow") is None:
         raise AudioSRError(INSTALL_HINT)
 

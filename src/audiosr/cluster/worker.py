@@ -93,7 +93,7 @@ class FileWorker:
 
     def __init__(self, spec: WorkerSpec) -> None:
         from ..api import make_engine
-        from ..cli import _sampling_options, configure_logging
+        from ..cli import _sampling_options, _upstream_processor, configure_logging
 
         args = argparse.Namespace(**spec.cli_args)
         configure_logging(quiet=True, debug=args.debug)  # warnings reach the driver's log
@@ -102,16 +102,21 @@ class FileWorker:
         self.journal = Journal(spec.journal)
         self.pipeline = pipeline_options(args)
         self.broken = ""  # why the engine could not be built ("" when it was)
+        self.engine = self.upstream = None
         try:
             # Options are resolved here, on the worker's own device ("auto" precision too).
-            self.engine = make_engine(
-                args.engine,
-                model=args.checkpoint or args.model_name,
-                config=args.config,
-                device=args.device,
-                options=_sampling_options(args),
-                progress=False,
-            )
+            options = _sampling_options(args)
+            if args.preset == "upstream":  # the original's path, as the local CLI runs it
+                self.upstream = _upstream_processor(args, options)
+            else:
+                self.engine = make_engine(
+                    args.engine,
+                    model=args.checkpoint or args.model_name,
+                    config=args.config,
+                    device=args.device,
+                    options=options,
+                    progress=False,
+                )
         except Exception as exc:  # reported with every file, as one line, by the driver
             self.broken = ENGINE_FAILED + failure_reason(exc)
 
@@ -140,7 +145,8 @@ class FileWorker:
         return _columns([rows[index] for index, _, _ in jobs], [index for index, _, _ in jobs])
 
     def _run(self, jobs: list[tuple[int, str, str]], rows: dict[int, dict], counted: bool) -> None:
-        """Process ``jobs`` through one :class:`FileBatcher`, recording each result."""
+        """Process ``jobs`` through one :class:`FileBatcher` (or, with ``--preset upstream``,
+        the CLI's one-by-one runner of the original's path), recording each result."""
         from ..batching import FileBatcher
 
         by_output: dict[Path, tuple[int, float]] = {}
@@ -163,7 +169,21 @@ class FileWorker:
         if counted:
             for index, _, _ in jobs:
                 self.journal.begin(index)
-        batcher = FileBatcher(self.engine, self.pipeline)
+        subtype = self.spec.subtype
+        if self.upstream is not None:
+            runner = self.upstream
+
+            def submit(src: str, dst: str) -> None:
+                runner.submit(Path(src), Path(dst), subtype, done)
+
+            finish = runner.finish
+        else:
+            batcher = FileBatcher(self.engine, self.pipeline)
+
+            def submit(src: str, dst: str) -> None:
+                batcher.submit(src, dst, done, subtype=subtype)
+
+            finish = batcher.finish
         for index, src, dst in jobs:
             if not counted:
                 tries = self.journal.begin(index)
@@ -179,8 +199,8 @@ class FileWorker:
                 _remove_partial(Path(dst))
             self._maybe_crash(src)
             by_output[Path(dst)] = (index, time.perf_counter())
-            batcher.submit(src, dst, done, subtype=self.spec.subtype)
-        batcher.finish()
+            submit(src, dst)
+        finish()
 
     def _maybe_crash(self, src: str) -> None:
         """The test hook of :class:`WorkerSpec` (``crash``)."""
@@ -204,17 +224,23 @@ def _row(
     error: str = "",
 ) -> dict[str, Any]:
     """One result row (JSON-ready: None where a value is unknown)."""
+    from ..audio_io import audio_info
     from ..pipeline import SAMPLE_RATE
 
     if exc is not None:
         error = failure_reason(exc)
     ok = not error
+    duration = None
+    if ok:  # the upstream path reports nothing: the written file tells its length
+        duration = (
+            report.samples / SAMPLE_RATE if report is not None else audio_info(dst).duration_s
+        )
     return {
         "input": str(src),
         "output": str(dst),
         "status": "processed" if ok else "failed",
         "band_limit_hz": float(report.cutoff_hz) if ok and report is not None else None,
-        "duration_s": report.samples / SAMPLE_RATE if ok and report is not None else None,
+        "duration_s": duration,
         "seconds": round(float(seconds), 4),
         "error": error,
     }
