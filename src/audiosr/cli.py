@@ -93,7 +93,7 @@ def _upsample_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="audiosr",
         description="Super-resolve audio to 48 kHz with AudioSR. Other commands: "
-        "'audiosr convert SRC DST' (weights to safetensors).",
+        "'audiosr convert SRC DST' (weights to safetensors), 'audiosr web' (the web page).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("paths", nargs="*", help="input files or folders (searched recursively)")
@@ -568,9 +568,22 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _web_parser() -> argparse.ArgumentParser:
+    from .web import cli as web_cli
+
+    return web_cli.build_parser(_Parser)
+
+
+def run_web(args: argparse.Namespace) -> int:
+    from .web import cli as web_cli
+
+    return web_cli.run(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {
     "convert": (_convert_parser, run_convert),
     "eval": (eval_cli.build_parser, eval_cli.run),
+    "web": (_web_parser, run_web),
 }
 
 
