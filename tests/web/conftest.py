@@ -49,6 +49,11 @@ MAX_UPLOAD_MB = 3.0
 SERVER_START_TIMEOUT_S = 180.0
 
 
+def golden_dir() -> Path:
+    env = os.environ.get("AUDIOSR_GOLDEN_DIR")
+    return (Path(env) if env else REPO.parent / "shared" / "golden").resolve()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -136,7 +141,7 @@ def client(server: dict[str, object]):
 
 @pytest.fixture
 def inprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Start ``build_app(options, loader=...)`` in this process; returns ``start(...) -> url``.
+    """Start ``build_app(options, loader=...)`` in this process: ``start(...) -> (url, app)``.
 
     Every app started is closed at the end of the test.
     """
@@ -146,7 +151,7 @@ def inprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     apps = []
 
-    def start(options, loader=None) -> str:
+    def start(options, loader=None):
         app = build_app(options, loader=loader)
         port = free_port()
         app.queue()
@@ -155,7 +160,7 @@ def inprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         apps.append(app)
         url = f"http://127.0.0.1:{port}"
         wait_until_up(url)
-        return url
+        return url, app
 
     yield start
     for app in apps:

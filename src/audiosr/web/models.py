@@ -61,6 +61,27 @@ def engine_with_options(engine: Engine, options: SamplingOptions) -> Engine:
     return clone
 
 
+def load_engine(web: WebOptions, key: ModelKey) -> Engine:
+    """Build the engine for ``key`` with the server's device and checkpoint settings.
+
+    Raises:
+        AudioSRError: e.g. the weights cannot be found or fetched (one line naming how to
+            get them).
+    """
+    from ..api import make_engine
+
+    if key.engine != "audiosr":
+        return make_engine(key.engine)
+    return make_engine(
+        "audiosr",
+        model=web.checkpoint or key.model,
+        config=web.config,
+        device=web.device,
+        options=SamplingOptions(),
+        progress=True,  # the sampler's step bar, which the page's progress bar tracks
+    )
+
+
 class ModelCache:
     """Loads each model once and hands it out to at most ``jobs_per_model`` jobs at a time.
 
@@ -68,14 +89,14 @@ class ModelCache:
 
     Args:
         web: the server's settings (device, checkpoint, jobs per model).
-        loader: builds an engine for a key; the default calls :func:`audiosr.make_engine`.
+        loader: builds an engine for a key; default :func:`load_engine`.
     """
 
     def __init__(
         self, web: WebOptions, loader: Callable[[ModelKey], Engine] | None = None
     ) -> None:
         self._web = web
-        self._loader = loader or self._load
+        self._loader = loader or (lambda key: load_engine(web, key))
         self._lock = threading.Lock()
         self._engines: dict[ModelKey, Engine] = {}
         self._loading: dict[ModelKey, threading.Lock] = {}
@@ -85,20 +106,6 @@ class ModelCache:
 
     def key(self, engine: str, model: str) -> ModelKey:
         return ModelKey(engine, model if engine == "audiosr" else "")
-
-    def _load(self, key: ModelKey) -> Engine:
-        from ..api import make_engine
-
-        if key.engine != "audiosr":
-            return make_engine(key.engine)
-        return make_engine(
-            "audiosr",
-            model=self._web.checkpoint or key.model,
-            config=self._web.config,
-            device=self._web.device,
-            options=SamplingOptions(),
-            progress=True,  # the sampler's step bar, which the page's progress bar tracks
-        )
 
     def is_loaded(self, key: ModelKey) -> bool:
         with self._lock:
@@ -133,10 +140,11 @@ class ModelCache:
             start = time.perf_counter()
             try:
                 engine = self._loader(key)
-            except AudioSRError as exc:
+            except (AudioSRError, OSError, ValueError) as exc:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 with self._lock:
-                    self._failed[key] = (time.monotonic(), str(exc))
-                raise
+                    self._failed[key] = (time.monotonic(), reason)
+                raise AudioSRError(reason) from None
             log.info("loaded %s in %.1f s", key.label(), time.perf_counter() - start)
             with self._lock:
                 self._engines[key] = engine
