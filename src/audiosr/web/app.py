@@ -317,6 +317,7 @@ def build_app(
             ],
             outputs=[output, download, input48, picture, info, details],
             api_name="upsample",
+            show_progress_on=[picture],
             concurrency_limit=web.jobs_per_model * (len(web.model_choices) + 2),
             concurrency_id="upsample",
         )
