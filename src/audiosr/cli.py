@@ -130,6 +130,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 _COMMAND_SUMMARIES = {
     "convert": "SRC DST: write the weights inference needs to a safetensors file",
     "eval": "REFS: score engines on degraded copies of full-band recordings",
+    "web": "start the web page (upload, listen, compare, download)",
 }
 
 
@@ -802,9 +803,22 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _web_parser() -> argparse.ArgumentParser:
+    from .web import cli as web_cli
+
+    return web_cli.build_parser(_Parser)
+
+
+def run_web(args: argparse.Namespace) -> int:
+    from .web import cli as web_cli
+
+    return web_cli.run(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {
     "convert": (_convert_parser, run_convert),
     "eval": (eval_cli.build_parser, eval_cli.run),
+    "web": (_web_parser, run_web),
 }
 
 
