@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import threading
 
 from ..errors import AudioSRError
 
@@ -71,7 +73,15 @@ def run(args: argparse.Namespace) -> int:
         raise AudioSRError(str(exc)) from None
     from .app import launch
 
+    # A service manager stops the server with SIGTERM: shut down like Ctrl-C, so Gradio's
+    # shutdown deletes the uploads and results it holds.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     log.info("serving the AudioSR page on http://%s:%d", args.host, args.port)
     launch(options, host=args.host, port=args.port, share=args.share,
            preload=not args.no_preload)  # fmt: skip
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

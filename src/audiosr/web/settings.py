@@ -131,7 +131,9 @@ class Request:
         if self.preset not in PAGE_PRESETS:
             raise AudioSRError(f"unknown preset {self.preset!r}: choose {', '.join(PAGE_PRESETS)}")
         if not 0 <= self.steps <= 1000:
-            raise AudioSRError(f"steps must be between 1 and 1000 (0: the preset's), got {self.steps}")
+            raise AudioSRError(
+                f"steps must be between 1 and 1000 (0: the preset's), got {self.steps}"
+            )
         if not 0 <= self.guidance <= 20:
             raise AudioSRError(f"guidance must be between 0 and 20, got {self.guidance:g}")
         if not self.random_seed and not 0 <= self.seed <= SEED_MAX:
