@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import threading
 
 from ..errors import AudioSRError
 
@@ -46,6 +44,13 @@ def build_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.Argume
     )
     p.add_argument("--examples", default=None, help="folder of example inputs to show")
     p.add_argument("--no_preload", action="store_true", help="load the model on first use")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads, as for audiosr (default: OMP_NUM_THREADS if set, else 1 for the "
+        "dsp and sinc engines and the idle CPUs for the model)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -56,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from .settings import WebOptions
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    if args.threads is not None and args.threads < 1:
+        raise AudioSRError(f"--threads must be >= 1, got {args.threads}")
     try:
         options = WebOptions(
             engine=args.engine,
@@ -73,15 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise AudioSRError(str(exc)) from None
     from .app import launch
 
-    # A service manager stops the server with SIGTERM: shut down like Ctrl-C, so Gradio's
-    # shutdown deletes the uploads and results it holds.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
     log.info("serving the AudioSR page on http://%s:%d", args.host, args.port)
     launch(options, host=args.host, port=args.port, share=args.share,
            preload=not args.no_preload)  # fmt: skip
     return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt

@@ -216,10 +216,12 @@ def sampling_options(args: argparse.Namespace) -> SamplingOptions:
 
 def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
     """The pipeline's options for parsed CLI ``args``, as ``audiosr`` builds them."""
+    from .. import cli
+
     return PipelineOptions(
         cutoff_hz=args.cutoff,
         prefilter=not args.no_prefilter,
         force=args.force,
         keep_loudness=not args.normalize,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size if args.batch_size is not None else cli.BATCH_SIZE,
     )
