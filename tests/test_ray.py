@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +190,23 @@ def test_file_that_always_kills_its_worker_fails_alone(ray_instance, corpus, tmp
     assert "died 3 times" in rows["c.wav"]["error"]
     assert rows["a.wav"]["status"] == rows["d.wav"]["status"] == "processed"
     assert sorted(p.name for p in out.rglob("*.wav")) == [f"a{SUFFIX}.wav", f"d{SUFFIX}.wav"]
+
+
+def test_joins_a_running_cluster_by_address(ray_instance, corpus, tmp_path):
+    """A separate driver process (``audiosr ... --ray HOST:PORT``) runs on the cluster the
+    module started, as on a multi-node cluster; Ray's token authentication stays on."""
+    address = ray_instance.get_runtime_context().gcs_address
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    out = tmp_path / "joined"
+    files = [str(corpus / "a.wav"), str(corpus / "c.wav")]
+    argv = [sys.executable, "-m", "audiosr", *files, "--engine", "dsp", "-q", "-s", str(out)]
+    proc = subprocess.run([*argv, "--ray", address], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = read_manifest(out / MANIFEST_NAME)
+    assert [r["status"] for r in rows] == ["processed", "processed"]
+    assert sorted(p.name for p in out.glob("*.wav")) == [f"a{SUFFIX}.wav", f"c{SUFFIX}.wav"]
 
 
 def test_pool_size_defaults_and_checks(ray_instance):
