@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audiosr.audio_io import temp_prefix
 from audiosr.cli import main
 from audiosr.cluster import MANIFEST_NAME, read_manifest
 from audiosr.cluster.journal import JOURNAL_DIR
@@ -63,6 +64,12 @@ def corpus(tmp_path_factory) -> Path:
     _write(root / "long.wav", 16000, 12.0, seed=5)
     (root / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio at all")
     return root
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    code = "import os; print(os.getpid())"
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True).stdout)
 
 
 def _outputs(folder: Path) -> dict[str, bytes]:
@@ -119,8 +126,10 @@ def test_ray_matches_local_cli_reports_bad_file_and_resumes(ray_instance, corpus
 
     # A rerun skips every finished output (they stay untouched); the bad file fails again.
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
-    # What a killed run leaves: the hidden temporary file of an output being written.
-    stale = out / "sub" / f".d{SUFFIX}.wav.k3x_9q.part"
+    # What a killed --overwrite run leaves: the hidden temporary file of an output it was
+    # writing, named with the pid of the process that died.
+    done = out / "sub" / f"d{SUFFIX}.wav"
+    stale = done.parent / f"{temp_prefix(done)}{dead_pid()}.k3x_9q1z.part"
     stale.write_bytes(b"half a file")
     assert main([*common, "-s", str(out), "--ray", "-q"]) == 1
     assert not stale.exists()
