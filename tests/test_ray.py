@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from audiosr.audio_io import temp_prefix
 from audiosr.cli import main
 from audiosr.cluster import MANIFEST_NAME, read_manifest
 from audiosr.cluster.journal import JOURNAL_DIR
@@ -61,6 +64,12 @@ def corpus(tmp_path_factory) -> Path:
     _write(root / "long.wav", 16000, 12.0, seed=5)
     (root / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio at all")
     return root
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    code = "import os; print(os.getpid())"
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True).stdout)
 
 
 def _outputs(folder: Path) -> dict[str, bytes]:
@@ -117,8 +126,10 @@ def test_ray_matches_local_cli_reports_bad_file_and_resumes(ray_instance, corpus
 
     # A rerun skips every finished output (they stay untouched); the bad file fails again.
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
-    # What a killed run leaves: the hidden temporary file of an output being written.
-    stale = out / "sub" / f".d{SUFFIX}.wav.k3x_9q.part"
+    # What a killed --overwrite run leaves: the hidden temporary file of an output it was
+    # writing, named with the pid of the process that died.
+    done = out / "sub" / f"d{SUFFIX}.wav"
+    stale = done.parent / f"{temp_prefix(done)}{dead_pid()}.k3x_9q1z.part"
     stale.write_bytes(b"half a file")
     assert main([*common, "-s", str(out), "--ray", "-q"]) == 1
     assert not stale.exists()
@@ -188,6 +199,23 @@ def test_file_that_always_kills_its_worker_fails_alone(ray_instance, corpus, tmp
     assert "died 3 times" in rows["c.wav"]["error"]
     assert rows["a.wav"]["status"] == rows["d.wav"]["status"] == "processed"
     assert sorted(p.name for p in out.rglob("*.wav")) == [f"a{SUFFIX}.wav", f"d{SUFFIX}.wav"]
+
+
+def test_joins_a_running_cluster_by_address(ray_instance, corpus, tmp_path):
+    """A separate driver process (``audiosr ... --ray HOST:PORT``) runs on the cluster the
+    module started, as on a multi-node cluster; Ray's token authentication stays on."""
+    address = ray_instance.get_runtime_context().gcs_address
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    out = tmp_path / "joined"
+    files = [str(corpus / "a.wav"), str(corpus / "c.wav")]
+    argv = [sys.executable, "-m", "audiosr", *files, "--engine", "dsp", "-q", "-s", str(out)]
+    proc = subprocess.run([*argv, "--ray", address], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = read_manifest(out / MANIFEST_NAME)
+    assert [r["status"] for r in rows] == ["processed", "processed"]
+    assert sorted(p.name for p in out.glob("*.wav")) == [f"a{SUFFIX}.wav", f"c{SUFFIX}.wav"]
 
 
 def test_pool_size_defaults_and_checks(ray_instance):
