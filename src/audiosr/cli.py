@@ -130,6 +130,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 _COMMAND_SUMMARIES = {
     "convert": "SRC DST: write the weights inference needs to a safetensors file",
     "eval": "REFS: score engines on degraded copies of full-band recordings",
+    "web": "start the web page (upload, listen, compare, download)",
 }
 
 
@@ -294,6 +295,22 @@ def _upsample_parser() -> argparse.ArgumentParser:
         "--plot",
         action="store_true",
         help="also save input/output spectrograms as <output stem>.png (needs matplotlib)",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="process on a Ray cluster: no ADDRESS starts one on this machine; 'auto' or "
+        "HOST:PORT joins a running one (needs the [ray] extra)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="--ray: actors (one per GPU)")
+    p.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        help="--ray: GPUs each actor reserves, fractional allowed (1 when the cluster has GPUs)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -540,6 +557,12 @@ def run_upsample(args: argparse.Namespace) -> int:
     options = _sampling_options(args)
     upstream = args.preset == "upstream"
     subtype = SUBTYPES[args.subtype] if args.subtype else ("PCM_16" if upstream else "PCM_24")
+    if args.ray is not None:
+        from .cluster import check_args
+
+        check_args(args)
+    elif args.workers is not None or args.gpus_per_worker is not None:
+        raise UsageError("--workers and --gpus-per-worker size a --ray run: add --ray")
     jobs = collect_inputs(args, exclude=Path(args.save_path).expanduser())
     missing = [job.src for job in jobs if not job.src.exists()]
     if len(missing) == len(jobs):  # nothing to do: do not create the output folder
@@ -553,6 +576,13 @@ def run_upsample(args: argparse.Namespace) -> int:
         from .eval.plots import new_figure
 
         new_figure()  # fail now, with the install hint, rather than after every file
+    if args.ray is not None:  # the same files, processed by a Ray actor pool
+        from .cluster import run_on_ray
+
+        summary = run_on_ray(jobs, out_dir, subtype, args)
+        if len(jobs) > 1:
+            (log.warning if summary.failed else log.info)("%s", summary.report())
+        return 1 if summary.failed else 0
     runner = _upstream_processor(args, options) if upstream else _modern_processor(args, options)
 
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -771,9 +801,22 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _web_parser() -> argparse.ArgumentParser:
+    from .web import cli as web_cli
+
+    return web_cli.build_parser(_Parser)
+
+
+def run_web(args: argparse.Namespace) -> int:
+    from .web import cli as web_cli
+
+    return web_cli.run(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {
     "convert": (_convert_parser, run_convert),
     "eval": (eval_cli.build_parser, eval_cli.run),
+    "web": (_web_parser, run_web),
 }
 
 
