@@ -106,29 +106,42 @@ def server_env(tmp: Path) -> dict[str, str]:
     return env
 
 
+def start_server(tmp: Path, *flags: str) -> tuple[str, subprocess.Popen]:
+    """``audiosr web FLAGS`` on a free port (output in ``tmp/server.log``); returns its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "audiosr", "web", "--port", str(port), *flags]
+    with open(tmp / "server.log", "w") as log:
+        proc = subprocess.Popen(cmd, env=server_env(tmp), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until_up(url, proc)
+    except BaseException:
+        stop_server(proc)
+        raise
+    return url, proc
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     """``audiosr web --engine dsp`` on a free port; yields its URL and folders."""
     tmp = tmp_path_factory.mktemp("web_server")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [
-        sys.executable, "-m", "audiosr", "web", "--engine", "dsp", "--port", str(port),
-        "--max_duration", str(MAX_DURATION_S), "--max_upload_mb", str(MAX_UPLOAD_MB),
-        "--examples", str(EXAMPLES),
-    ]  # fmt: skip
-    log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(cmd, env=server_env(tmp), stdout=log, stderr=subprocess.STDOUT)
+    url, proc = start_server(
+        tmp, "--engine", "dsp", "--max_duration", str(MAX_DURATION_S),
+        "--max_upload_mb", str(MAX_UPLOAD_MB), "--examples", str(EXAMPLES),
+    )  # fmt: skip
     try:
-        wait_until_up(url, proc)
         yield {"url": url, "tmp": tmp, "log": tmp / "server.log", "proc": proc}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop_server(proc)
 
 
 @pytest.fixture

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import EXAMPLES, MAX_DURATION_S, MAX_UPLOAD_MB, band_limited
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
+
+from conftest import EXAMPLES, MAX_DURATION_S, MAX_UPLOAD_MB, band_limited
 
 
 def check_output(result: tuple, src: Path) -> dict:

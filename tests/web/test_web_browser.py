@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+
 from conftest import CHROMIUM, EXAMPLES, REQUIRED, require
 
 require("playwright")

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import band_limited, golden_dir
 from gradio_client import Client, handle_file
 
 from audiosr.web import WebOptions
 from audiosr.web.models import ModelKey, load_engine
+from conftest import band_limited, golden_dir, start_server, stop_server
 
 
 class SlowEngine:
@@ -169,4 +169,19 @@ def test_results_uploads_and_failed_jobs_leave_no_files(inprocess, tmp_path):
     assert {p.suffix for p in jobs[0].iterdir()} == {".wav", ".png"}
     # Stopping the server deletes every upload and result it made.
     app.close()
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
+
+
+def test_stopping_audiosr_web_removes_its_files(tmp_path):
+    """SIGTERM (a service manager's stop) shuts the server down cleanly: no file is left."""
+    url, proc = start_server(tmp_path, "--engine", "sinc", "--no_preload")
+    try:
+        client = connect(url, tmp_path)
+        src = band_limited(tmp_path / "clip.wav", 1.0, 16_000, 1, 4000)
+        client.predict(handle_file(str(src)), api_name="/upsample")
+        cache = tmp_path / "gradio"
+        assert len([p for p in cache.rglob("*") if p.is_file()]) >= 4  # upload, 2 WAVs, PNG
+    finally:
+        stop_server(proc)
+    assert proc.returncode == 0
     assert [p for p in cache.rglob("*") if p.is_file()] == []

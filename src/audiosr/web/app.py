@@ -39,9 +39,7 @@ def _import_gradio() -> Any:
     try:
         import gradio
     except ImportError:
-        raise AudioSRError(
-            "the web page needs Gradio: pip install 'audiosr-forge[web]'"
-        ) from None
+        raise AudioSRError("the web page needs Gradio: pip install 'audiosr-forge[web]'") from None
     return gradio
 
 
@@ -50,9 +48,7 @@ def find_examples(folder: str | Path | None) -> list[str]:
     root = Path(folder) if folder is not None else REPO_EXAMPLES
     if not root.is_dir():
         return []
-    return [
-        str(p) for p in sorted(root.iterdir()) if p.suffix.lower() in EXAMPLE_SUFFIXES
-    ]
+    return [str(p) for p in sorted(root.iterdir()) if p.suffix.lower() in EXAMPLE_SUFFIXES]
 
 
 def engine_status(models: ModelCache, web: WebOptions, engine: str, model: str) -> str:
@@ -137,9 +133,7 @@ def build_app(
                 with gr.Accordion("advanced settings", open=False):
                     with gr.Row():
                         preset = gr.Radio(list(PAGE_PRESETS), value="quality", label="preset")
-                        steps = gr.Slider(
-                            0, 200, value=0, step=1, label="steps (0: the preset's)"
-                        )
+                        steps = gr.Slider(0, 200, value=0, step=1, label="steps (0: the preset's)")
                         guidance = gr.Slider(0, 10, value=3.5, step=0.1, label="guidance")
                     with gr.Row():
                         seed = gr.Number(42, precision=0, minimum=0, maximum=SEED_MAX, label="seed")
@@ -181,7 +175,9 @@ def build_app(
                     interactive=False,
                     elem_id="audiosr-spectrogram",
                 )
-                download = gr.File(label="48 kHz WAV", interactive=False, elem_id="audiosr-download")
+                download = gr.File(
+                    label="48 kHz WAV", interactive=False, elem_id="audiosr-download"
+                )
                 info = gr.Markdown("", label="info", elem_id="audiosr-info")
                 with gr.Accordion("details (JSON)", open=False):
                     details = gr.JSON(label="details")
@@ -211,7 +207,7 @@ def build_app(
             cutoff_hz: float | None = None,
             prefilter: bool = True,
             keep_loudness: bool = True,
-            progress: Any = gr.Progress(track_tqdm=True),
+            progress: Any = gr.Progress(track_tqdm=True),  # noqa: B008 - how Gradio finds it
         ) -> tuple[str, str, str, str, str, dict[str, object]]:
             """Super-resolve one file to 48 kHz.
 
@@ -239,17 +235,29 @@ def build_app(
             except (TypeError, ValueError) as exc:
                 raise gr.Error(f"bad setting: {exc}", print_exception=False) from None
             cancelled = threading.Event()
+            bars: list[Any] = []
 
             def report(done: int | None, total: int | None, what: str) -> None:
+                # Segments go on a tqdm bar, which gr.Progress(track_tqdm=True) shows above
+                # the sampler's own step bar (segments x steps for the diffusion engine).
                 if total:
-                    progress((done or 0, total), desc=what, unit="segments")
+                    if not bars:
+                        from tqdm import tqdm
+
+                        bars.append(tqdm(total=total, desc=what, unit="segments"))
+                    bars[0].update((done or 0) - bars[0].n)
                 else:
                     progress(0.0, desc=what)
 
             def job() -> JobResult:
-                return run_job(
-                    audio, request, web, models, work_root, upload_root, report, cancelled.is_set
-                )
+                try:
+                    return run_job(
+                        audio, request, web, models, work_root, upload_root, report,
+                        cancelled.is_set,
+                    )  # fmt: skip
+                finally:
+                    for bar in bars:
+                        bar.close()
 
             try:
                 result = await anyio.to_thread.run_sync(job, abandon_on_cancel=True)
@@ -328,6 +336,12 @@ def build_app(
             api_visibility="private",
         )
         cancel.click(fn=None, cancels=[event])
+        app.load(
+            lambda e, m: engine_status(models, web, e, m),
+            inputs=[engine, model],
+            outputs=[status],
+            api_visibility="private",
+        )
     return app
 
 

@@ -44,6 +44,13 @@ def build_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.Argume
     )
     p.add_argument("--examples", default=None, help="folder of example inputs to show")
     p.add_argument("--no_preload", action="store_true", help="load the model on first use")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads, as for audiosr (default: OMP_NUM_THREADS if set, else 1 for the "
+        "dsp and sinc engines and the idle CPUs for the model)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -54,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from .settings import WebOptions
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    if args.threads is not None and args.threads < 1:
+        raise AudioSRError(f"--threads must be >= 1, got {args.threads}")
     try:
         options = WebOptions(
             engine=args.engine,

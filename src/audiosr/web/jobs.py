@@ -22,8 +22,14 @@ import numpy as np
 import soundfile as sf
 
 from ..api import Upsampler
-from ..audio_io import MAX_CHANNELS, AtomicWriter, AudioInfo, audio_info, resample_stream
-from ..audio_io import stream_audio
+from ..audio_io import (
+    MAX_CHANNELS,
+    AtomicWriter,
+    AudioInfo,
+    audio_info,
+    resample_stream,
+    stream_audio,
+)
 from ..errors import AudioReadError, AudioSRError
 from ..pipeline import SAMPLE_RATE, UpsampleReport
 from .models import JobCancelled, ModelCache
@@ -138,7 +144,7 @@ class JobResult:
             "loudness kept" if q.keep_loudness else "peak-normalised like the original",
         ]
         lines.append(f"**engine** {engine}; {', '.join(extras)}")
-        lines.append(f"**A/B**: the input at 48 kHz, gain {self.input_gain:.3f} to match the output")
+        lines.append(f"**A/B**: input at 48 kHz, gain {self.input_gain:.3f} to match the output")
         return "  \n".join(lines) + f"\n\n```bash\n{self.command}\n```"
 
 

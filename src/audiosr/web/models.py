@@ -92,9 +92,7 @@ class ModelCache:
         loader: builds an engine for a key; default :func:`load_engine`.
     """
 
-    def __init__(
-        self, web: WebOptions, loader: Callable[[ModelKey], Engine] | None = None
-    ) -> None:
+    def __init__(self, web: WebOptions, loader: Callable[[ModelKey], Engine] | None = None) -> None:
         self._web = web
         self._loader = loader or (lambda key: load_engine(web, key))
         self._lock = threading.Lock()

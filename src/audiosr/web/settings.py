@@ -131,7 +131,9 @@ class Request:
         if self.preset not in PAGE_PRESETS:
             raise AudioSRError(f"unknown preset {self.preset!r}: choose {', '.join(PAGE_PRESETS)}")
         if not 0 <= self.steps <= 1000:
-            raise AudioSRError(f"steps must be between 1 and 1000 (0: the preset's), got {self.steps}")
+            raise AudioSRError(
+                f"steps must be between 1 and 1000 (0: the preset's), got {self.steps}"
+            )
         if not 0 <= self.guidance <= 20:
             raise AudioSRError(f"guidance must be between 0 and 20, got {self.guidance:g}")
         if not self.random_seed and not 0 <= self.seed <= SEED_MAX:
@@ -214,10 +216,12 @@ def sampling_options(args: argparse.Namespace) -> SamplingOptions:
 
 def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
     """The pipeline's options for parsed CLI ``args``, as ``audiosr`` builds them."""
+    from .. import cli
+
     return PipelineOptions(
         cutoff_hz=args.cutoff,
         prefilter=not args.no_prefilter,
         force=args.force,
         keep_loudness=not args.normalize,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size if args.batch_size is not None else cli.BATCH_SIZE,
     )
