@@ -233,6 +233,7 @@ def test_pool_size_defaults_and_checks(ray_instance):
         return size_pool(_upsample_parser().parse_args(["x.wav", "--ray", *flags]))
 
     assert pool() == Pool(workers=1, gpus_per_worker=0.0, cpus_per_worker=2.0)
+    assert pool("--engine", "dsp") == Pool(2, 0.0, 1.0)  # one single-threaded worker per CPU
     assert pool("--workers", "2") == Pool(2, 0.0, 1.0)
     assert pool("--workers", "4") == Pool(4, 0.0, 0.5)
     with pytest.raises(AudioSRError, match="need 1 GPUs; the cluster has 0"):
