@@ -262,9 +262,12 @@ def size_pool(args: argparse.Namespace) -> Pool:
     """Actors and their reservations from ``--workers``/``--gpus-per-worker`` and the cluster.
 
     Defaults: with GPUs (and a device other than cpu), one GPU per worker and one worker per
-    GPU; without, one worker per node, holding the node's CPUs (torch uses them all).
+    GPU; without, for the diffusion model one worker per node holding the node's CPUs (torch
+    uses them all), for the single-threaded dsp and sinc engines one worker per CPU.
     """
     import ray
+
+    from ..threads import SINGLE_THREAD_ENGINES
 
     total = ray.cluster_resources()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -281,7 +284,11 @@ def size_pool(args: argparse.Namespace) -> Pool:
                 f"the cluster has {gpus:g} (use --workers or --gpus-per-worker)"
             )
         return Pool(workers, float(gpw), 1.0)
-    workers = args.workers or max(1, len(nodes))
+    if args.engine in SINGLE_THREAD_ENGINES and not args.threads:
+        per_cpu = int(sum(float(n["Resources"].get("CPU", 0.0)) for n in nodes))
+        workers = args.workers or max(1, per_cpu)
+    else:
+        workers = args.workers or max(1, len(nodes))
     per_node = math.ceil(workers / max(1, len(nodes)))
     least = min((float(n["Resources"].get("CPU", 0.0)) for n in nodes), default=1.0) or 1.0
     cpus = least / per_node

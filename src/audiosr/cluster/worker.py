@@ -94,12 +94,23 @@ class FileWorker:
     def __init__(self, spec: WorkerSpec) -> None:
         from ..api import make_engine
         from ..cli import _sampling_options, _upstream_processor, configure_logging
-        from ..threads import default_threads, prepare_runtime, set_threads
+        from ..threads import (
+            SINGLE_THREAD_ENGINES,
+            default_threads,
+            env_threads,
+            prepare_runtime,
+            set_threads,
+        )
 
         args = argparse.Namespace(**spec.cli_args)
         configure_logging(quiet=True, debug=args.debug)  # warnings reach the driver's log
-        # As the CLI does: --threads, else OMP_NUM_THREADS (Ray sets it to the actor's CPUs).
-        threads = args.threads or default_threads(args.engine)
+        # The CLI's thread policy: --threads; else one for the dsp and sinc engines; else the
+        # CPUs Ray reserved for this actor (it sets OMP_NUM_THREADS to them).
+        threads = args.threads or (
+            1
+            if args.engine in SINGLE_THREAD_ENGINES
+            else env_threads() or default_threads(args.engine)
+        )
         prepare_runtime(threads)
         set_threads(threads)
         self.spec = spec
