@@ -277,7 +277,7 @@ def _upsample_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="CPU threads (default: OMP_NUM_THREADS if set, else 1 for the sinc and dsp "
-        "engines and the idle CPUs for the model; see README, Threads)",
+        "engines and every usable CPU for the model; see README, Threads)",
     )
     p.add_argument(
         "--subtype",
