@@ -27,8 +27,12 @@ class Fp64OnDevice(AssertionError):
 
 
 class StandInDevice(TorchDispatchMode):
-    def __init__(self, weights: list[torch.Tensor] = ()) -> None:
+    """Args: weights: host tensors whose copies to the device are counted; device: the device
+    that must not hold fp64 (``meta``, or a real accelerator in the ``gpu`` tests)."""
+
+    def __init__(self, weights: list[torch.Tensor] = (), device: torch.device = DEVICE) -> None:
         super().__init__()
+        self.device = torch.device(device)
         self.weight_ptrs = {w.data_ptr() for w in weights}
         self.weight_moves = 0
         self.ops_on_device = 0
@@ -40,17 +44,17 @@ class StandInDevice(TorchDispatchMode):
             extras = [*args[1:], *kwargs.values()]
             devices = [torch.device(a) for a in extras if isinstance(a, torch.device)]
             target = devices[0] if devices else src.device
-            if src.device == DEVICE and target.type == "cpu":
+            if src.device == DEVICE and target.type == "cpu":  # meta has no data to copy
                 dtypes = [a for a in extras if isinstance(a, torch.dtype)]
                 return torch.zeros(src.shape, dtype=dtypes[0] if dtypes else src.dtype)
-            if src.device.type == "cpu" and target == DEVICE:
+            if src.device.type == "cpu" and target.type == self.device.type:
                 if src.data_ptr() in self.weight_ptrs:
                     self.weight_moves += 1
         if func is aten.copy_.default and args[0].device.type == "cpu" and args[1].is_meta:
             return args[0].zero_()
         out = func(*args, **kwargs)
         for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor) and t.device == DEVICE:
+            if isinstance(t, torch.Tensor) and t.device.type == self.device.type:
                 self.ops_on_device += 1
                 if t.dtype in NO_FP64:
                     raise Fp64OnDevice(f"{func} created a {t.dtype} tensor on the device")

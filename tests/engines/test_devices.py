@@ -179,3 +179,26 @@ def test_without_offload_weights_move_once(golden):
         moved(_band_limited(0.5, rows=1), torch.tensor([6000.0]))
     assert first == len(weights) and mode.weight_moves == first
     assert all(w.device == DEVICE for w in _stage_weights(moved))
+
+
+@pytest.mark.gpu
+def test_cuda_offload_pinned_and_no_fp64_on_the_gpu(golden):
+    """On a real GPU: offloaded weights are pinned, come back to the host after each call, and
+    no float64/complex128 tensor is ever created on the GPU (fast and upstream presets)."""
+    from audiosr.presets import preset_options
+
+    for preset in ("fast", "upstream"):
+        options = preset_options(preset, "cuda").replace(steps=2, offload=True)
+        engine = make_engine(
+            "audiosr",
+            model=golden.checkpoint_path,
+            config=golden.config_path,
+            device="cuda",
+            options=options,
+        )
+        weights = _stage_weights(engine)
+        assert all(w.device.type == "cpu" and w.is_pinned() for w in weights)
+        with StandInDevice(device=torch.device("cuda")):
+            out = engine(_band_limited(1.0), torch.tensor([4000.0, 4000.0]))
+        assert torch.isfinite(out).all() and out.abs().max() > 0
+        assert all(w.device.type == "cpu" for w in _stage_weights(engine))
