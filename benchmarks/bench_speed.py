@@ -63,6 +63,7 @@ from audiosr.config import STAGES, AudioSRConfig, SamplingOptions
 from audiosr.diffusion.guidance import concat_condition
 from audiosr.engines.diffusion import DiffusionRuntime, Generators, generate
 from audiosr.engines.diffusion.placement import pin_host_weights
+from audiosr.engines.diffusion.precision import bf16_native
 from audiosr.models.latent_diffusion import AudioSRModel
 from audiosr.presets import preset_options
 
@@ -262,7 +263,7 @@ def preset_row(name: str, device: torch.device) -> Row:
 
 def build_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     cuda = device.type == "cuda"
-    half = "bf16" if not cuda or torch.cuda.is_bf16_supported() else "fp16"
+    half = "bf16" if not cuda or bf16_native(device) else "fp16"  # the device asked for
     ref = reference_options()
     rows = [Row("reference", ref, "fp32, DDIM 50, eta 1, CFG 2 calls, math")]
     ladder = [

@@ -53,15 +53,17 @@ def test_mixed_shapes_compile_a_bounded_number_of_times(golden, golden_config):
             )
         assert torch.isfinite(out.wave).all()
 
-    # UNet batches (2 rows per item with CFG, padded to powers of two) 2 and 4; 64 and 128 frames.
-    for rows, frames in [(1, 64), (2, 128)]:
+    # Warm-up: UNet batches (2 rows per item with CFG, padded to a power of two) 2, 4 and 8,
+    # 64 and 128 frames: each stage compiles for its first shape, then once or twice more with
+    # the changed dimensions dynamic.
+    for rows, frames in [(1, 64), (2, 128), (3, 64)]:
         run(rows, frames)
     first = len(graphs)
     assert sorted({s for s, _ in runtime.compiled.keys()}) == sorted(STAGES)
     # New batch sizes and lengths after the first change reuse the dynamic-shape code.
-    for rows, frames in [(3, 64), (1, 128), (4, 128)]:  # UNet batch 8 (3 rows padded to 4), 2, 8
+    for rows, frames in [(1, 128), (4, 128), (2, 64), (3, 128)]:
         run(rows, frames)
     assert len(graphs) == first, f"recompiled: {first} -> {len(graphs)} graphs"
-    # At most one static and one dynamic version of every graph of the four stages (well
-    # under dynamo's recompile limit of 8 per function, past which it silently runs eager).
-    assert 0 < first <= 2 * len(STAGES) * 3, first
+    # At most three versions of each of the four stages' graphs (well under dynamo's recompile
+    # limit of 8 per function, past which it silently runs eager).
+    assert 0 < first <= 3 * len(STAGES), first
