@@ -86,9 +86,17 @@ def test_upload_run_listen_look_and_download(server, page, tmp_path):
     print(f"click to result: {seconds:.2f} s")
 
     # Both players and the picture are shown.
+    # Both players are shown, with their audio fetched and decoded (the waveform player
+    # plays a blob of the file): the output's length is the input's.
     for player in ("#audiosr-output", "#audiosr-input48"):
-        assert page.locator(f"{player} audio, {player} .waveform-container").count() > 0
-        assert page.is_visible(player)
+        assert page.is_visible(f"{player} button[aria-label='Play']")
+        audio = page.locator(f"{player} audio")  # locators reach into the shadow root
+        deadline = time.monotonic() + 60
+        while not audio.evaluate_all("as => as.some(a => a.duration > 0)"):
+            assert time.monotonic() < deadline, f"{player} did not load its audio"
+            time.sleep(0.05)
+        durations = audio.evaluate_all("as => as.map(a => a.duration).filter(d => d > 0)")
+        assert durations == [pytest.approx(sf.info(str(src)).duration, abs=0.01)]
     img = page.locator("#audiosr-spectrogram img")
     assert img.is_visible()
     width = img.evaluate("i => i.naturalWidth")
