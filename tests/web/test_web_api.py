@@ -162,3 +162,14 @@ def test_the_server_refuses_an_upload_over_the_limit(server, client):
     assert r.status_code == 413
     good = EXAMPLES / "knock_bell_22k.ogg"
     check_output(client.predict(handle_file(str(good)), api_name="/upsample"), good)
+
+
+def test_full_band_input_is_passed_through_with_its_reason(client, tmp_path):
+    src = tmp_path / "fullband.wav"
+    rng = np.random.default_rng(3)
+    sf.write(src, (0.2 * rng.standard_normal(48_000)).astype(np.float32), 48_000)
+    result = client.predict(handle_file(str(src)), api_name="/upsample")
+    details = check_output(result, src)
+    assert details["passthrough"] is True
+    assert "full band" in details["passthrough_reason"]
+    assert "passed through unchanged" in result[4]

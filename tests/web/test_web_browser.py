@@ -42,12 +42,23 @@ TIMEOUT_MS = 120_000
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
     """A fresh browser profile and page; every request the page makes is recorded."""
+    yield from browser_page(tmp_path, CHROMIUM_FLAGS)
+
+
+@pytest.fixture
+def mic_page(tmp_path: Path) -> Iterator[Page]:
+    """As ``page``, with Chromium's fake microphone (a beep every second) allowed."""
+    fake_mic = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    yield from browser_page(tmp_path, [*CHROMIUM_FLAGS, *fake_mic])
+
+
+def browser_page(tmp_path: Path, flags: list[str]) -> Iterator[Page]:
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path / "profile"),
             executable_path=str(CHROMIUM),
             headless=True,
-            args=CHROMIUM_FLAGS,
+            args=flags,
             viewport={"width": 1280, "height": 900},
             accept_downloads=True,
         )
@@ -152,3 +163,19 @@ def test_an_invalid_upload_shows_the_error_on_the_page(server, page, tmp_path):
     page.wait_for_selector("#audiosr-input-info :text('22050 Hz')")
     page.click("#audiosr-run")
     page.wait_for_selector("#audiosr-download a")
+
+
+def test_record_from_the_microphone_and_run(server, mic_page):
+    page = mic_page
+    page.context.grant_permissions(["microphone"])
+    open_page(page, str(server["url"]))
+    page.click("#audiosr-input button[aria-label='Record audio']")
+    page.locator("#audiosr-input button:has-text('Record')").first.click()
+    time.sleep(2.5)
+    page.locator("#audiosr-input button:has-text('Stop')").first.click()
+    # The recording is uploaded like a file: its facts show, and it runs.
+    page.wait_for_selector("#audiosr-input-info :text('detected band limit')")
+    assert "1 channel" in page.inner_text("#audiosr-input-info")
+    page.click("#audiosr-run")
+    page.wait_for_selector("#audiosr-download a")
+    assert "audiosr --engine dsp -i audio.wav" in page.inner_text("#audiosr-info")

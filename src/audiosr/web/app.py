@@ -157,7 +157,7 @@ def build_app(
                 with gr.Row():
                     input48 = gr.Audio(
                         type="filepath",
-                        label="input at 48 kHz (level-matched)",
+                        label="input at 48 kHz",
                         interactive=False,
                         elem_id="audiosr-input48",
                     )
@@ -386,5 +386,8 @@ def launch(
         quiet=not block,
         css=CSS,
         show_error=True,
+        # Gradio's run history keeps results in the browser (or a Hugging Face bucket) after
+        # the server has deleted them; off: nothing leaves the server, and nothing stale.
+        run_history=False,
     )
     return app
