@@ -8,6 +8,8 @@ endpoint ``/upsample``; every input after the audio has a default, so
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -214,8 +216,6 @@ def build_app(
             Returns (output WAV, the same file to download, the input at 48 kHz
             level-matched, the spectrogram PNG, the info panel, details as JSON).
             """
-            import anyio
-
             if not audio:
                 raise gr.Error("upload or record a file first", print_exception=False)
             try:
@@ -259,10 +259,17 @@ def build_app(
                     for bar in bars:
                         bar.close()
 
+            key = models.key(request.engine, request.model)
+            if models.busy(key):
+                report(None, None, f"waiting for {key.label()} (busy)")
+            context = contextvars.copy_context()  # gr.Progress reaches the worker through it
+            future = models.workers(key).submit(context.run, job)
             try:
-                result = await anyio.to_thread.run_sync(job, abandon_on_cancel=True)
-            except anyio.get_cancelled_exc_class():
-                cancelled.set()  # the worker stops at its next progress point
+                result = await asyncio.wrap_future(future)
+            except asyncio.CancelledError:
+                # Not started yet: it never will; running: it stops at its next progress point.
+                cancelled.set()
+                future.cancel()
                 raise
             except JobCancelled as exc:
                 raise gr.Error(str(exc), print_exception=False) from None
