@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from audiosr.audio_io import temp_prefix
 from audiosr.cli import _upsample_parser, main
 from audiosr.cluster.journal import Journal
 from audiosr.cluster.manifest import read_manifest, write_manifest
@@ -21,6 +24,12 @@ def _clip(path: Path, sr: int = 16000, seconds: float = 1.0, freq: float = 440.0
     x = 0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * noise
     sf.write(str(path), x.astype(np.float32), sr)
     return path
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (as a killed worker's has)."""
+    code = "import os; print(os.getpid())"
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True).stdout)
 
 
 def _worker(tmp_path: Path, journal: Path, max_tries: int = 3) -> FileWorker:
@@ -77,7 +86,7 @@ def test_retry_keeps_finished_outputs_and_fails_a_file_that_kills_workers(tmp_pa
         log.begin(1)
     # File 2 was waiting in the crashed batch; the killed attempt left a temporary file.
     log.begin(2)
-    stale = out / f".{dst[2].name}.abc123.part"
+    stale = out / f"{temp_prefix(dst[2])}{dead_pid()}.abcd1234.part"
     stale.write_bytes(b"half")
 
     result = _worker(tmp_path, journal_dir)(_batch([(i, src[i], dst[i]) for i in range(3)]))
@@ -115,17 +124,17 @@ def test_ray_missing_gives_install_hint(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize(
-    "flags, message",
+    "flags, status, message",
     [
-        (["--workers", "0"], "--workers must be >= 1"),
-        (["--gpus-per-worker", "-1"], "--gpus-per-worker must be >= 0"),
-        (["--preset", "upstream"], "--preset upstream needs --engine audiosr"),
+        (["--workers", "0"], 2, "--workers must be >= 1"),
+        (["--gpus-per-worker", "-1"], 2, "--gpus-per-worker must be >= 0"),
+        (["--preset", "upstream"], 1, "--preset upstream needs --engine audiosr"),
     ],
 )
-def test_bad_pool_flags_fail_in_one_line(tmp_path, capsys, flags, message):
+def test_bad_pool_flags_fail_in_one_line(tmp_path, capsys, flags, status, message):
     clip = _clip(tmp_path / "x.wav")
     argv = ["--engine", "dsp", "-i", str(clip), "-s", str(tmp_path / "o"), "--ray", *flags]
-    assert main(argv) == 1
+    assert main(argv) == status
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "o").exists()
@@ -134,24 +143,9 @@ def test_bad_pool_flags_fail_in_one_line(tmp_path, capsys, flags, message):
 def test_pool_flags_need_ray(tmp_path, capsys):
     clip = _clip(tmp_path / "x.wav")
     assert (
-        main(["--engine", "dsp", "-i", str(clip), "-s", str(tmp_path / "o"), "--workers", "2"]) == 1
+        main(["--engine", "dsp", "-i", str(clip), "-s", str(tmp_path / "o"), "--workers", "2"]) == 2
     )
     assert "add --ray" in capsys.readouterr().err
-
-
-def test_sweep_removes_only_temporaries_of_planned_outputs(tmp_path):
-    from audiosr.cluster.driver import sweep_partials
-
-    keep = [tmp_path / ".other.wav.abc.part", tmp_path / "a.wav", tmp_path / ".hidden"]
-    gone = [tmp_path / ".a.wav.x1y_2.part", tmp_path / ".b.wav.zz9.part"]
-    for p in keep + gone:
-        p.write_bytes(b"x")
-    spool = tmp_path / ".a.wav.q8r7"  # the --normalize spool folder
-    spool.mkdir()
-    (spool / "spool.w64").write_bytes(b"x")
-    sweep_partials([tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "missing" / "c.wav"])
-    assert all(p.exists() for p in keep)
-    assert not any(p.exists() for p in [*gone, spool])
 
 
 def test_worker_without_engine_fails_every_file_with_the_reason(tmp_path):

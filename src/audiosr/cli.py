@@ -486,8 +486,6 @@ def check_arguments(args: argparse.Namespace) -> None:
     """
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {args.threads}")
     if args.cutoff is not None and not 0 < args.cutoff <= 24_000:
         raise UsageError(f"--cutoff must be in (0, 24000] Hz, got {args.cutoff:g}")
     for flag in ("chunk_duration", "overlap_duration"):
@@ -859,6 +857,8 @@ def cpu_threads(args: argparse.Namespace) -> Iterator[None]:
     from .threads import default_threads, prepare_runtime, set_threads
 
     threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
     if threads is None:
         threads = default_threads(getattr(args, "engine", "audiosr"))
     prepare_runtime(threads)  # before torch loads: passive waiting, thread variables

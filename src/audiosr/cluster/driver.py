@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import AudioSRError
 from .journal import JOURNAL_DIR
 from .manifest import MANIFEST_NAME, write_manifest
-from .worker import COLUMNS, ENGINE_FAILED, FileWorker, WorkerSpec
+from .worker import COLUMNS, ENGINE_FAILED, FileWorker, WorkerSpec, pipeline_options
 
 log = logging.getLogger("audiosr")
 
@@ -60,11 +60,19 @@ class Pool:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Fail fast, before anything is created: Ray installed, pool sizes valid."""
+    """Fail fast, before anything is created: Ray installed, pool sizes valid.
+
+    Raises:
+        UsageError: a pool size out of range (exit status 2).
+        AudioSRError: Ray is not installed (the install line) or the preset needs another
+            engine.
+    """
+    from ..cli import UsageError
+
     if args.workers is not None and args.workers < 1:
-        raise AudioSRError(f"--workers must be >= 1, got {args.workers}")
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
     if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
-        raise AudioSRError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker:g}")
+        raise UsageError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker:g}")
     if args.preset == "upstream" and args.engine != "audiosr":
         raise AudioSRError("--preset upstream needs --engine audiosr")
     if importlib.util.find_spec("ray") is None or importlib.util.find_spec("pyarrow") is None:
@@ -77,13 +85,16 @@ def plan(jobs: list, out_dir: Path, args: argparse.Namespace) -> tuple[list[Plan
     Returns:
         The inputs to process, and one row per input (``None`` for those still to run).
     """
+    from ..audio_io import remove_stale_temps
+    from ..cli import _output_name
+
     inputs = {job.src.resolve() for job in jobs if job.src.exists()}
     claimed: dict[Path, Path] = {}
     todo: list[Planned] = []
     rows: list[dict[str, Any] | None] = []
     for index, job in enumerate(jobs):
         src = job.src
-        dst = out_dir / job.subdir / f"{src.stem}{args.suffix}.wav"
+        dst = out_dir / job.subdir / _output_name(src, args.suffix)
         key = dst.resolve()
         row: dict[str, Any] | None = None
         if key in inputs:
@@ -95,6 +106,7 @@ def plan(jobs: list, out_dir: Path, args: argparse.Namespace) -> tuple[list[Plan
             row = _row(src, dst, "failed", why)
         elif dst.exists() and not args.overwrite:
             claimed[key] = src
+            remove_stale_temps(dst)  # an interrupted --overwrite run may have left one
             row = _row(src, dst, "skipped")
             log.info("%s exists: skipped (--overwrite to redo)", dst)
         else:
@@ -123,7 +135,6 @@ def run_on_ray(jobs: list, out_dir: Path, subtype: str, args: argparse.Namespace
     from ..cli import BatchSummary
 
     todo, rows = plan(jobs, out_dir, args)
-    sweep_partials([Path(row["output"]) for row in rows if row is not None] + [p.dst for p in todo])
     if todo:
         for planned, row in _process(todo, out_dir, subtype, args):
             rows[planned.index] = row
@@ -139,30 +150,6 @@ def run_on_ray(jobs: list, out_dir: Path, subtype: str, args: argparse.Namespace
         else:
             summary.failed.append((Path(row["input"]), row["error"]))
     return summary
-
-
-def sweep_partials(outputs: list[Path]) -> None:
-    """Delete the temporary files an interrupted run left next to ``outputs``.
-
-    :class:`~audiosr.audio_io.AtomicWriter` writes ``.<name>.<random>.part`` (and the
-    ``--normalize`` path a ``.<name>.<random>`` folder) and renames it only when complete; a
-    killed process leaves it behind. One listing per output folder.
-    """
-    names: dict[Path, set[str]] = {}
-    for dst in outputs:
-        names.setdefault(dst.parent, set()).add(dst.name)
-    for folder, wanted in names.items():
-        if not folder.is_dir():
-            continue
-        for entry in folder.iterdir():
-            if not entry.name.startswith("."):
-                continue
-            stem = entry.name[1:].removesuffix(".part").rsplit(".", 1)[0]
-            if stem in wanted:
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
 
 
 def _log_row(row: dict[str, Any]) -> None:
@@ -240,7 +227,7 @@ def _dataset(todo: list[Planned], spec: WorkerSpec, pool: Pool, args: argparse.N
     return ray.data.from_items(items).map_batches(
         FileWorker,
         fn_constructor_kwargs={"spec": spec},
-        batch_size=max(1, args.batch_size),  # files per task: enough to fill an engine call
+        batch_size=pipeline_options(args).batch_size,  # files per task: fills an engine call
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=pool.workers),
         num_cpus=pool.cpus_per_worker,
@@ -275,9 +262,12 @@ def size_pool(args: argparse.Namespace) -> Pool:
     """Actors and their reservations from ``--workers``/``--gpus-per-worker`` and the cluster.
 
     Defaults: with GPUs (and a device other than cpu), one GPU per worker and one worker per
-    GPU; without, one worker per node, holding the node's CPUs (torch uses them all).
+    GPU; without, for the diffusion model one worker per node holding the node's CPUs (torch
+    uses them all), for the single-threaded dsp and sinc engines one worker per CPU.
     """
     import ray
+
+    from ..threads import SINGLE_THREAD_ENGINES
 
     total = ray.cluster_resources()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -294,7 +284,11 @@ def size_pool(args: argparse.Namespace) -> Pool:
                 f"the cluster has {gpus:g} (use --workers or --gpus-per-worker)"
             )
         return Pool(workers, float(gpw), 1.0)
-    workers = args.workers or max(1, len(nodes))
+    if args.engine in SINGLE_THREAD_ENGINES and not args.threads:
+        per_cpu = int(sum(float(n["Resources"].get("CPU", 0.0)) for n in nodes))
+        workers = args.workers or max(1, per_cpu)
+    else:
+        workers = args.workers or max(1, len(nodes))
     per_node = math.ceil(workers / max(1, len(nodes)))
     least = min((float(n["Resources"].get("CPU", 0.0)) for n in nodes), default=1.0) or 1.0
     cpus = least / per_node

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -63,6 +62,7 @@ class WorkerSpec:
 
 def pipeline_options(args: argparse.Namespace):
     """The :class:`~audiosr.pipeline.PipelineOptions` the local CLI builds from ``args``."""
+    from ..cli import BATCH_SIZE
     from ..pipeline import PipelineOptions
 
     return PipelineOptions(
@@ -70,7 +70,7 @@ def pipeline_options(args: argparse.Namespace):
         prefilter=not args.no_prefilter,
         force=args.force,
         keep_loudness=not args.normalize,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size if args.batch_size is not None else BATCH_SIZE,
     )
 
 
@@ -94,9 +94,25 @@ class FileWorker:
     def __init__(self, spec: WorkerSpec) -> None:
         from ..api import make_engine
         from ..cli import _sampling_options, _upstream_processor, configure_logging
+        from ..threads import (
+            SINGLE_THREAD_ENGINES,
+            default_threads,
+            env_threads,
+            prepare_runtime,
+            set_threads,
+        )
 
         args = argparse.Namespace(**spec.cli_args)
         configure_logging(quiet=True, debug=args.debug)  # warnings reach the driver's log
+        # The CLI's thread policy: --threads; else one for the dsp and sinc engines; else the
+        # CPUs Ray reserved for this actor (it sets OMP_NUM_THREADS to them).
+        threads = args.threads or (
+            1
+            if args.engine in SINGLE_THREAD_ENGINES
+            else env_threads() or default_threads(args.engine)
+        )
+        prepare_runtime(threads)
+        set_threads(threads)
         self.spec = spec
         self.args = args
         self.journal = Journal(spec.journal)
@@ -196,7 +212,6 @@ class FileWorker:
                     self.journal.record_done(index, row)
                     rows[index] = row
                     continue
-                _remove_partial(Path(dst))
             self._maybe_crash(src)
             by_output[Path(dst)] = (index, time.perf_counter())
             submit(src, dst)
@@ -256,22 +271,3 @@ def _columns(rows: list[dict[str, Any]], indices: list[int]) -> dict[str, np.nda
         else:
             out[name] = np.array(values, dtype=object)
     return out
-
-
-def _remove_partial(dst: Path) -> None:
-    """Delete what a killed attempt left next to ``dst``: its hidden temporary file/folder.
-
-    :class:`~audiosr.audio_io.AtomicWriter` writes ``.<name>.<random>.part`` and renames it
-    only when complete, so ``dst`` itself is never partial; the temporary stays when the
-    process is killed.
-    """
-    if not dst.parent.is_dir():
-        return
-    prefix = f".{dst.name}."
-    for entry in dst.parent.iterdir():
-        if not entry.name.startswith(prefix):
-            continue
-        if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
