@@ -132,7 +132,7 @@ def test_missing_weights_name_how_to_get_them_and_the_page_keeps_working(client)
         client.predict(handle_file(str(src)), engine="audiosr", api_name="/upsample")
     message = str(caught.value)
     assert "\n" not in message.strip()
-    assert "huggingface-cli download haoheliu/audiosr_basic" in message
+    assert "hf download haoheliu/audiosr_basic" in message
     assert "--engine dsp" in message
     check_output(client.predict(handle_file(str(src)), api_name="/upsample"), src)
 

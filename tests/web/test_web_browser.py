@@ -179,3 +179,20 @@ def test_record_from_the_microphone_and_run(server, mic_page):
     page.click("#audiosr-run")
     page.wait_for_selector("#audiosr-download a")
     assert "audiosr --engine dsp -i audio.wav" in page.inner_text("#audiosr-info")
+
+
+def test_missing_weights_are_named_on_the_page_and_dsp_still_runs(server, page):
+    open_page(page, str(server["url"]))
+    page.click("button:has-text('knock_bell_22k.ogg')")
+    page.wait_for_selector("#audiosr-input-info :text('22050 Hz')")
+    page.click("#audiosr-engine label:has-text('audiosr')")
+    page.wait_for_selector("#audiosr-model", state="visible")
+    page.click("#audiosr-run")
+    hint = "hf download haoheliu/audiosr_basic"
+    page.locator(f".toast-body:has-text('{hint}')").first.wait_for()
+    # The line under the engine choice says it too, until the weights can be found.
+    page.wait_for_selector(f"#audiosr-engine-status :text('{hint}')")
+    page.click("#audiosr-engine label:has-text('dsp')")
+    page.wait_for_selector("#audiosr-model", state="hidden")
+    page.click("#audiosr-run")
+    page.wait_for_selector("#audiosr-download a")

@@ -121,12 +121,15 @@ def build_app(
                 if examples:
                     gr.Examples(examples=[[p] for p in examples], inputs=[audio], label="examples")
                 with gr.Row():
-                    engine = gr.Radio(list(ENGINES), value=web.engine, label="engine")
+                    engine = gr.Radio(
+                        list(ENGINES), value=web.engine, label="engine", elem_id="audiosr-engine"
+                    )
                     model = gr.Radio(
                         list(web.model_choices),
                         value=web.default_model,
                         label="model",
                         visible=web.engine == "audiosr",
+                        elem_id="audiosr-model",
                     )
                 status = gr.Markdown(
                     engine_status(models, web, web.engine, web.default_model),
