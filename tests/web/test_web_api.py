@@ -173,3 +173,9 @@ def test_full_band_input_is_passed_through_with_its_reason(client, tmp_path):
     assert details["passthrough"] is True
     assert "full band" in details["passthrough_reason"]
     assert "passed through unchanged" in result[4]
+
+
+def test_unknown_settings_are_refused_in_one_line(client):
+    src = EXAMPLES / "knock_bell_22k.ogg"
+    with pytest.raises(AppError, match="unknown engine 'magic'|magic.* not in the list"):
+        client.predict(handle_file(str(src)), engine="magic", api_name="/upsample")

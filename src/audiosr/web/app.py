@@ -19,7 +19,7 @@ from typing import Any
 from ..engines.base import Engine
 from ..errors import AudioSRError
 from .jobs import JobResult, describe_input, run_job
-from .models import JobCancelled, ModelCache, ModelKey
+from .models import JobCancelled, ModelCache, ModelKey, release_free_memory
 from .settings import BAND_LIMIT_MODES, ENGINES, PAGE_PRESETS, SEED_MAX, Request, WebOptions
 
 log = logging.getLogger(__name__)
@@ -235,8 +235,11 @@ def build_app(
                     prefilter=bool(prefilter),
                     keep_loudness=bool(keep_loudness),
                 )
+                request.check(web)  # before a worker is picked by the engine and model names
             except (TypeError, ValueError) as exc:
                 raise gr.Error(f"bad setting: {exc}", print_exception=False) from None
+            except AudioSRError as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
             cancelled = threading.Event()
             bars: list[Any] = []
 
@@ -261,6 +264,7 @@ def build_app(
                 finally:
                     for bar in bars:
                         bar.close()
+                    release_free_memory()
 
             key = models.key(request.engine, request.model)
             if models.busy(key):

@@ -10,6 +10,7 @@ cancelled while waiting).
 from __future__ import annotations
 
 import copy
+import ctypes
 import logging
 import threading
 import time
@@ -60,6 +61,20 @@ def engine_with_options(engine: Engine, options: SamplingOptions) -> Engine:
     clone = copy.copy(engine)
     clone.options = options
     return clone
+
+
+def release_free_memory() -> None:
+    """Give the allocator's free pages back to the system (glibc's ``malloc_trim``).
+
+    A job frees tens of MB of audio buffers; glibc keeps such freed memory in its pools, so
+    a long-running server's resident size would follow its largest past jobs. Elsewhere
+    (macOS, Windows, musl) this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def load_engine(web: WebOptions, key: ModelKey) -> Engine:
