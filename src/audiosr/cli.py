@@ -804,7 +804,7 @@ def run_convert(args: argparse.Namespace) -> int:
 def _web_parser() -> argparse.ArgumentParser:
     from .web import cli as web_cli
 
-    return web_cli.build_parser(_Parser)
+    return web_cli.build_parser(_Parser, _HelpFormatter)
 
 
 def run_web(args: argparse.Namespace) -> int:
