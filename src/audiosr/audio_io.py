@@ -6,7 +6,8 @@ reason, so the CLI can print it without a traceback.
 
 * Decoding goes through soundfile (libsndfile: WAV 8/16/24/32-bit int and float, FLAC, OGG
   Vorbis, Opus, MP3, AIFF, ...). Containers libsndfile does not know (M4A/AAC, WMA, ...) go
-  through PyAV when it is installed (``pip install av``), which is optional.
+  through PyAV, a dependency whose wheels bundle FFmpeg (if it is missing, the error says
+  ``pip install av``).
 * Long files: :func:`audio_info` reads only the header and :func:`stream_audio` yields blocks,
   so hours of audio need not be held in memory; :func:`resample_stream` and
   :class:`AtomicWriter` complete the streaming path.
@@ -165,7 +166,7 @@ def _check_wav_truncation(path: Path, f: sf.SoundFile) -> None:
 
 
 def _import_av() -> ModuleType | None:
-    """PyAV if installed (an optional dependency), else None."""
+    """PyAV (a dependency; None if it was removed or cannot load)."""
     try:
         import av
     except ImportError:
@@ -230,7 +231,7 @@ def read_audio(
     """Decode a whole file to float32 samples in [-1, 1].
 
     Args:
-        path: audio file (WAV, FLAC, OGG Vorbis/Opus, MP3, ...; M4A/AAC etc. need PyAV).
+        path: audio file (WAV, FLAC, OGG Vorbis/Opus, MP3, ...; M4A/AAC etc. through PyAV).
         max_channels: refuse files with more channels than this.
 
     Returns:
