@@ -118,11 +118,15 @@ def detect_cutoff_hz(
     reference_octaves: float = 2.0,
     smooth_hz: float = 300.0,
     depth_db: float = 40.0,
+    cliff_db: float = 30.0,
+    skirt_db_per_octave: float = 30.0,
 ) -> float:
     """Estimate the band limit of ``audio``: the frequency above which no real content remains.
 
     Args:
         audio: ``[C, T]`` or ``[T]`` samples (numpy or torch, any float dtype), any level.
+            Channels are analysed together (their mean power): the result is the widest
+            channel's band limit. See :func:`detect_cutoffs_hz` for one per channel.
         sample_rate: Hz.
         drop_db: how far (dB) everything above the cutoff must lie below the loudest level of
             the ``reference_octaves`` just below it.
@@ -130,14 +134,61 @@ def detect_cutoff_hz(
         smooth_hz: width of the running percentile across frequency that removes tones, in Hz.
         depth_db: how far (dB) the spectrum from half an octave to one octave above the
             cutoff must lie below that reference level.
+        cliff_db: a cliff: the top twelfth of an octave under the cutoff lies this far (dB)
+            above everything from a twelfth of an octave over it to Nyquist.
+        skirt_db_per_octave: without a cliff, the spectrum above the cutoff must fall at least
+            this steeply until it reaches its floor (a filter's skirt).
 
     Returns:
         The cutoff in Hz, in ``(0, sample_rate / 2]``. ``sample_rate / 2`` (Nyquist) means no
         band limit was found: full-band input, and also silence or a constant, where there is
         no spectrum to read (returning Nyquist makes the pre-filter a no-op there).
     """
-    nyquist = sample_rate / 2
     freqs, power = long_term_spectrum(audio, sample_rate)
+    return cutoff_from_spectrum(
+        freqs, power, sample_rate, drop_db=drop_db, reference_octaves=reference_octaves,
+        smooth_hz=smooth_hz, depth_db=depth_db, cliff_db=cliff_db,
+        skirt_db_per_octave=skirt_db_per_octave,
+    )  # fmt: skip
+
+
+def detect_cutoffs_hz(audio: np.ndarray | Tensor, sample_rate: int, **kwargs: float) -> list[float]:
+    """One band limit per channel of ``audio`` ``[C, T]`` (a 1-D input is one channel).
+
+    Each channel is read alone with :func:`detect_cutoff_hz` (same keyword arguments), so a
+    channel that keeps content above the others' band limit keeps it.
+    """
+    x = _as_numpy_2d(audio, dtype=None)
+    return [detect_cutoff_hz(ch, sample_rate, **kwargs) for ch in x]
+
+
+def cutoff_from_spectrum(
+    freqs: np.ndarray,
+    power: np.ndarray,
+    sample_rate: int,
+    *,
+    drop_db: float = 20.0,
+    reference_octaves: float = 2.0,
+    smooth_hz: float = 300.0,
+    depth_db: float = 40.0,
+    cliff_db: float = 30.0,
+    skirt_db_per_octave: float = 30.0,
+) -> float:
+    """The band limit read from a long-term power spectrum (the rule of the module docstring).
+
+    Args:
+        freqs: ``[K]`` evenly spaced bin frequencies from 0 Hz (Hz), as from
+            :func:`long_term_spectrum`.
+        power: ``[K]`` linear power per bin.
+        sample_rate: Hz.
+        drop_db, reference_octaves, smooth_hz, depth_db, cliff_db, skirt_db_per_octave: see
+            :func:`detect_cutoff_hz`.
+
+    Returns:
+        The cutoff in Hz, in ``(0, sample_rate / 2]``.
+    """
+    nyquist = sample_rate / 2
+    power = np.array(power, dtype=np.float64)
     if not np.isfinite(power).all():
         raise ValueError("audio contains NaN or Inf samples")
     power[0] = 0.0  # DC says nothing about the band limit
@@ -159,42 +210,84 @@ def detect_cutoff_hz(
 
     # Log-frequency grid: tilt tolerance and the reference band are in octaves.
     lo = min(_GRID_MIN_HZ, nyquist / 4)
-    n_grid = int(math.floor(math.log2(nyquist / lo) * _GRID_STEPS_PER_OCTAVE)) + 1
-    grid = lo * 2.0 ** (np.arange(n_grid) / _GRID_STEPS_PER_OCTAVE)
+    steps = _GRID_STEPS_PER_OCTAVE
+    n_grid = int(math.floor(math.log2(nyquist / lo) * steps)) + 1
+    grid = lo * 2.0 ** (np.arange(n_grid) / steps)
     grid[-1] = min(grid[-1], nyquist)
     lg = np.interp(grid, freqs, level)
 
     # above[i]: loudest level anywhere at or above grid[i] (everything above must be low).
     above = np.maximum.accumulate(lg[::-1])[::-1]
     # ref[i]: loudest level in the reference band just below grid[i] (grid[i] included).
-    span = max(1, int(round(reference_octaves * _GRID_STEPS_PER_OCTAVE)))
-    padded = np.concatenate([np.full(span, lg[0]), lg])
-    ref = np.lib.stride_tricks.sliding_window_view(padded, span + 1).max(axis=-1)
+    span = max(1, int(round(reference_octaves * steps)))
+    ref = _running_max_below(lg, span)
     margin = ref - drop_db - above  # >= 0 where everything above is drop_db below the band
     # Depth: half an octave to one octave above f, the spectrum must lie depth_db below the
-    # reference band. A band limit leaves little but the floor there; a natural roll-off
-    # (speech losing 35 dB from its fundamental to 3 kHz, then holding consonants at -40 to
-    # -55 dB up to 16 kHz) passes the drop test above but not this one.
-    half = _GRID_STEPS_PER_OCTAVE // 2
-    deep_max = np.full(n_grid, -np.inf)
-    for i in range(n_grid):
-        lo_i = min(i + half, n_grid - 1)
-        hi_i = min(i + _GRID_STEPS_PER_OCTAVE, n_grid - 1)
-        deep_max[i] = lg[lo_i : hi_i + 1].max()
-    deep_ok = deep_max <= ref - depth_db
-    hits = np.nonzero((margin >= 0.0) & deep_ok)[0]
-    if len(hits) == 0:
-        return nyquist
-    i = int(hits[0])
-    if i == 0:
-        return float(grid[0])
-    if margin[i - 1] >= 0.0:  # the drop was there already; the depth test decided
-        return float(min(grid[i] + edge_shift_hz, nyquist))
-    # Linear interpolation of the zero crossing of `margin` between grid[i-1] and grid[i].
-    m0, m1 = margin[i - 1], margin[i]
-    t = m0 / (m0 - m1) if m0 != m1 else 1.0
-    log_f = math.log2(grid[i - 1]) + t * (math.log2(grid[i]) - math.log2(grid[i - 1]))
-    return float(min(2.0**log_f + edge_shift_hz, nyquist))
+    # reference band.
+    half = steps // 2
+    deep_max = np.array(
+        [lg[min(i + half, n_grid - 1) : min(i + steps, n_grid - 1) + 1].max() for i in range(n_grid)]
+    )
+    ok = (margin >= 0.0) & (deep_max <= ref - depth_db)
+    # Cliff and skirt are read on the spectrum with narrow bumps removed (a running minimum
+    # over a twelfth of an octave): the leakage of loud tones, isolated coder islands.
+    w = max(1, steps // 12)
+    eroded = ndimage.minimum_filter1d(lg, w + 1, mode="nearest")
+    # Cliff: the top twelfth of an octave of the band lies cliff_db above everything from a
+    # twelfth of an octave over f to Nyquist.
+    top = _running_max_below(lg, w)
+    rest_max = np.maximum.accumulate(eroded[::-1])[::-1]
+    rest = np.concatenate([rest_max[w:], np.full(w, -np.inf)])
+    cliff = top - rest >= cliff_db
+    for i in np.nonzero(ok)[0]:
+        skirt_floor = ref[i] - _SKIRT_DEPTH_DB
+        if not (cliff[i] or _is_skirt(eroded[i:], steps, skirt_db_per_octave, skirt_floor)):
+            continue
+        i = int(i)
+        if i == 0:
+            return float(grid[0])
+        if margin[i - 1] >= 0.0:  # the drop was there already; another test decided
+            return float(min(grid[i] + edge_shift_hz, nyquist))
+        # Linear interpolation of the zero crossing of `margin` between grid[i-1] and grid[i].
+        m0, m1 = margin[i - 1], margin[i]
+        t = m0 / (m0 - m1) if m0 != m1 else 1.0
+        log_f = math.log2(grid[i - 1]) + t * (math.log2(grid[i]) - math.log2(grid[i - 1]))
+        return float(min(2.0**log_f + edge_shift_hz, nyquist))
+    return nyquist
+
+
+def _running_max_below(x: np.ndarray, span: int) -> np.ndarray:
+    """``out[i] = max(x[i - span : i + 1])`` (the start clamped to 0)."""
+    padded = np.concatenate([np.full(span, x[0]), x])
+    return np.lib.stride_tricks.sliding_window_view(padded, span + 1).max(axis=-1)
+
+
+_FLOOR_TOLERANCE_DB = 10.0
+_SKIRT_DEPTH_DB = 60.0
+
+
+def _is_skirt(lg: np.ndarray, steps: int, db_per_octave: float, deep: float) -> bool:
+    """True when ``lg`` (dB on the log grid, ``steps`` per octave, from the candidate up)
+    falls at least ``db_per_octave`` until it is within a few dB of its own floor.
+
+    The floor is the lowest level of the running maximum over an octave: a stop band
+    with ripples and notches (elliptic filters) is a floor at the height of its ripples.
+    """
+    w = steps
+    padded = np.concatenate([lg, np.full(w, lg[-1])])
+    envelope = np.lib.stride_tricks.sliding_window_view(padded, w + 1).max(axis=-1)
+    floor = max(envelope.min() + _FLOOR_TOLERANCE_DB, deep)
+    # From the candidate up to the floor, every sixth of an octave falls at the skirt's rate
+    # and every 24th at half of it (slack for the noise of the estimate): a plateau, however
+    # short and however quiet, breaks it.
+    for k, rate in ((max(1, steps // 6), db_per_octave), (max(1, steps // 24), db_per_octave / 2)):
+        if len(lg) <= k:
+            continue
+        start, end = lg[:-k], lg[k:]
+        steep = (end <= start - rate * k / steps) | (end <= floor) | (start <= floor)
+        if not steep.all():
+            return False
+    return True
 
 
 def prefilter_lowpass(
