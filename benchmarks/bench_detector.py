@@ -13,9 +13,11 @@ resamplers (the command-line tools of Debian's lame, ffmpeg, opus-tools, vorbis-
 * ``rs-8k`` ... ``rs-32k``: ``sox rate -v`` down to that rate and back up to the file's rate
   (only rates below the file's own).
 
-The true edge (documented measure, independent of the detector). The long-term spectrum is a
-Welch average (Hann, 4096-point frames at 44.1/48 kHz, scaled with the rate, all channels) in
-dB, smoothed by a running median over 250 Hz so that isolated tones do not count as a band:
+Excerpts are normalised to a peak of 0.5 (the detector does not depend on the level; clipped
+coder output would). The true edge, a documented measure independent of the detector: the
+long-term spectrum is a Welch average (Hann, 4096-point frames at 44.1/48 kHz, scaled with the
+rate, all channels) in dB, smoothed by a running median over 250 Hz so that isolated tones do
+not count as a band;
 
 * original: the highest frequency where that curve lies within ``--edge-db`` (80) dB of the
   loudest bin of the unsmoothed spectrum;
@@ -25,11 +27,12 @@ dB, smoothed by a running median over 250 Hz so that isolated tones do not count
 
 Reported per kind of input: ``short``, how often the detected cutoff lies below the true edge
 by more than ``max(--margin-hz, --margin-frac * edge)`` (500 Hz / 5 %): real content removed
-by the pre-filter; the median and worst shortfall among those; ``miss``, how often a coder's
-cliff that lies inside the original's band (cutoff at least 1 kHz under the original's edge)
-is detected more than the same margin above it (the residue is kept and less is generated:
-the lesser evil), with the median overshoot. ``--baseline REV`` measures the detector of a git
-revision on the same inputs (its ``src/audiosr/dsp/bandwidth.py``).
+by the pre-filter; the median and worst shortfall among those; ``cliffs``, how many coded
+inputs lost at least 1 kHz of the original's band (the coder's cliff lies inside it), and
+``miss``, how often such a cliff is detected more than the same margin above it (the residue
+is kept and less is generated: the lesser evil), with the median overshoot. ``--baseline
+REV`` measures the detector of a git revision on the same inputs (its
+``src/audiosr/dsp/bandwidth.py``).
 
 Sources are folders or Debian package names (installed, or unpacked under ``--deb-root``:
 ``apt-get download PKG && dpkg-deb -x PKG_*.deb DEB_ROOT/PKG``). The default development set
@@ -217,7 +220,7 @@ def _measure_file(args: tuple[str, str, Settings]) -> list[dict]:
     package, path, st = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     current, baseline = _load_detector(None), _load_detector(st.baseline_path)
-    key = hashlib.sha1(f"{path}:{st.seconds}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{path}:{st.seconds}:peak0.5".encode()).hexdigest()[:16]
     folder = st.cache / key
     folder.mkdir(parents=True, exist_ok=True)
     src = folder / "original.wav"
@@ -227,6 +230,9 @@ def _measure_file(args: tuple[str, str, Settings]) -> list[dict]:
         start = (info.frames - n) // 2  # the middle of the file
         x, sr = sf.read(path, start=start, frames=n, dtype="float32", always_2d=True)
         x = x[:, :2]  # encoders take mono/stereo
+        # Peak at -6 dBFS: coders and resamplers overshoot, and clipping their output would
+        # add broadband distortion that no coder makes.
+        x *= 0.5 / max(float(np.abs(x).max()), 1e-9)
         sf.write(str(folder / "tmp.wav"), x, sr, subtype="PCM_24")
         (folder / "tmp.wav").rename(src)
     x0, sr0 = sf.read(str(src), dtype="float64", always_2d=True)
@@ -239,7 +245,6 @@ def _measure_file(args: tuple[str, str, Settings]) -> list[dict]:
         try:
             if kind == "original":
                 x, sr, truth = x0, sr0, orig_edge
-                coder_cut = float("inf")
             else:
                 out = folder / f"{kind}.wav"
                 if not out.exists():
@@ -250,8 +255,6 @@ def _measure_file(args: tuple[str, str, Settings]) -> list[dict]:
                 db_on_f0 = np.interp(f0, f, db, right=-300.0)
                 kept = db_on_f0 >= orig_db - KEPT_DB
                 truth = _edge(f0, np.minimum(orig_db, db_on_f0), peak0, st.edge_db, kept)
-                # The coder's own cutoff: where it stops keeping what the original had.
-                coder_cut = _edge(f0, orig_db, peak0, 300.0, kept & (f0 <= orig_edge))
         except (subprocess.SubprocessError, OSError, sf.LibsndfileError, RuntimeError) as err:
             log.warning("%s %s: %s", path, kind, str(err).splitlines()[0][:120])
             continue
@@ -260,7 +263,7 @@ def _measure_file(args: tuple[str, str, Settings]) -> list[dict]:
         dt = time.perf_counter() - t0
         base = float(baseline(x.T.astype(np.float32), sr)) if st.baseline_path else float("nan")
         rows.append(dict(package=package, path=path, kind=kind, sr=sr, truth=truth,
-                         orig_edge=orig_edge, coder_cut=coder_cut, got=got, base=base,
+                         orig_edge=orig_edge, got=got, base=base,
                          seconds=dt))  # fmt: skip
     return rows
 
@@ -282,9 +285,9 @@ def _table(rows: list[dict], col: str, args: argparse.Namespace) -> str:
         if not rs:
             continue
         short = [r["truth"] - r[col] for r in rs if r["truth"] - r[col] > _margin(r["truth"], args)]
-        cliffs = [r for r in rs if r["coder_cut"] <= r["orig_edge"] - 1000.0]
-        over = [r[col] - r["coder_cut"] for r in cliffs
-                if r[col] - r["coder_cut"] > _margin(r["coder_cut"], args)]  # fmt: skip
+        cliffs = [r for r in rs if r["kind"] != "original" and r["truth"] <= r["orig_edge"] - 1e3]
+        over = [r[col] - r["truth"] for r in cliffs
+                if r[col] - r["truth"] > _margin(r["truth"], args)]  # fmt: skip
         sh = f"{np.median(short) / 1e3:.2f} / {max(short) / 1e3:.2f}" if short else "-"
         ov = f"{np.median(over) / 1e3:.2f}" if over else "-"
         lines.append(f"| {kind} | {len(rs)} | {len(short)} ({100 * len(short) / len(rs):.0f} %) "
@@ -344,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{100 * args.margin_frac:.0f} %); true edge: within {args.edge_db:.0f} dB of the peak")
     if args.list:
         for r in rows:
-            print(f"{r['kind']:10s} {r['truth'] / 1e3:6.2f} {r['coder_cut'] / 1e3:6.2f} "
+            print(f"{r['kind']:10s} {r['truth'] / 1e3:6.2f} {r['orig_edge'] / 1e3:6.2f} "
                   f"got {r['got'] / 1e3:6.2f} base {r['base'] / 1e3:6.2f}  {r['path']}")
     times = np.array([r["seconds"] for r in rows])
     print(f"detector time per input: median {1e3 * np.median(times):.0f} ms, "

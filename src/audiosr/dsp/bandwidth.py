@@ -225,35 +225,65 @@ def cutoff_from_spectrum(
     # Depth: half an octave to one octave above f, the spectrum must lie depth_db below the
     # reference band.
     half = steps // 2
-    deep_max = np.array(
-        [lg[min(i + half, n_grid - 1) : min(i + steps, n_grid - 1) + 1].max() for i in range(n_grid)]
-    )
+    padded = np.concatenate([lg, np.full(steps, lg[-1])])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, steps - half + 1)
+    deep_max = windows.max(axis=-1)[half : half + n_grid]
     ok = (margin >= 0.0) & (deep_max <= ref - depth_db)
-    # Cliff and skirt are read on the spectrum with narrow bumps removed (a running minimum
-    # over a twelfth of an octave): the leakage of loud tones, isolated coder islands.
-    w = max(1, steps // 12)
-    eroded = ndimage.minimum_filter1d(lg, w + 1, mode="nearest")
-    # Cliff: the top twelfth of an octave of the band lies cliff_db above everything from a
-    # twelfth of an octave over f to Nyquist.
+    # Cliff and skirt are read on the spectrum with narrow bumps removed (a running minimum):
+    # the leakage of loud tones, isolated coder islands.
+    w = max(1, steps // 24)
+    # Cliff: the top 24th of an octave of the band lies cliff_db above everything from a 24th
+    # of an octave over f to Nyquist (a fall of 300 dB per octave or more: coders,
+    # resamplers and elliptic filters; Butterworth skirts fall 100 dB per octave at order 8).
     top = _running_max_below(lg, w)
-    rest_max = np.maximum.accumulate(eroded[::-1])[::-1]
-    rest = np.concatenate([rest_max[w:], np.full(w, -np.inf)])
-    cliff = top - rest >= cliff_db
-    for i in np.nonzero(ok)[0]:
-        skirt_floor = ref[i] - _SKIRT_DEPTH_DB
-        if not (cliff[i] or _is_skirt(eroded[i:], steps, skirt_db_per_octave, skirt_floor)):
-            continue
-        i = int(i)
-        if i == 0:
-            return float(grid[0])
-        if margin[i - 1] >= 0.0:  # the drop was there already; another test decided
-            return float(min(grid[i] + edge_shift_hz, nyquist))
-        # Linear interpolation of the zero crossing of `margin` between grid[i-1] and grid[i].
-        m0, m1 = margin[i - 1], margin[i]
-        t = m0 / (m0 - m1) if m0 != m1 else 1.0
-        log_f = math.log2(grid[i - 1]) + t * (math.log2(grid[i]) - math.log2(grid[i - 1]))
-        return float(min(2.0**log_f + edge_shift_hz, nyquist))
-    return nyquist
+    rest_max = ndimage.minimum_filter1d(lg, w + 1, mode="nearest")
+    rest_max = np.maximum.accumulate(rest_max[::-1])[::-1]
+    rest = np.concatenate([rest_max[w:], np.full(w, np.inf)])  # no room for a cliff at the end
+    # A cliff falls from content: its top lies less than _FLOOR_DEPTH_DB under the reference
+    # band (deeper steps, e.g. from a noise floor into a resampler's stop band, are floor).
+    cliff = (top - rest >= cliff_db) & (top >= ref - _FLOOR_DEPTH_DB)
+    eroded = ndimage.minimum_filter1d(lg, 2 * w + 1, mode="nearest")
+    # The lowest cliff, unless a skirt starts under it and reaches it (it has fallen
+    # _SKIRT_CLIFF_DB by the cliff, or falls at twice the skirt's rate into it: a
+    # filter's skirt may end in a steep dive, e.g. at a digital filter's zero at Nyquist).
+    # Where the spectrum still lies near the skirt's level at the cliff, the cliff decides: a
+    # roll-off that ends at a coder's cliff is content the coder kept.
+    cliffs = np.nonzero(ok & cliff)[0]
+    c = int(cliffs[0]) if len(cliffs) else n_grid
+    skirts = (
+        int(i) for i in np.nonzero(ok[:c])[0]
+        if _is_skirt(eroded[i:], steps, skirt_db_per_octave, ref[i] - _FLOOR_DEPTH_DB)
+    )  # fmt: skip
+    i = next(skirts, -1)
+    if c < n_grid and (
+        i < 0 or not _skirt_reaches(lg[i], lg[c], (c - i) / steps, skirt_db_per_octave)
+    ):
+        i = c
+        if i > 0 and margin[i - 1] >= 0.0:
+            # Music tilts: the level under a coder's cliff may already lie drop_db below the
+            # reference band, and the cliff test looks a little ahead. The edge is where the
+            # spectrum falls drop_db below its level just under the cliff.
+            kept = np.nonzero(lg[i : i + 3 * w + 1] >= top[i] - drop_db)[0]
+            j = i + int(kept.max()) if len(kept) else i
+            return float(min(grid[j] + edge_shift_hz, nyquist))
+    elif i < 0:
+        return nyquist
+    if i == 0:
+        return float(grid[0])
+    if margin[i - 1] >= 0.0:  # the drop was there already; another test decided
+        return float(min(grid[i] + edge_shift_hz, nyquist))
+    # Linear interpolation of the zero crossing of `margin` between grid[i-1] and grid[i].
+    m0, m1 = margin[i - 1], margin[i]
+    t = m0 / (m0 - m1) if m0 != m1 else 1.0
+    log_f = math.log2(grid[i - 1]) + t * (math.log2(grid[i]) - math.log2(grid[i - 1]))
+    return float(min(2.0**log_f + edge_shift_hz, nyquist))
+
+
+def _skirt_reaches(start_db: float, cliff_db: float, octaves: float, rate: float) -> bool:
+    """Whether a skirt starting at ``start_db`` has reached a cliff found ``octaves`` higher
+    at a level of ``cliff_db`` (see :func:`cutoff_from_spectrum`)."""
+    fall = start_db - cliff_db
+    return fall >= _SKIRT_CLIFF_DB or fall >= 2.0 * rate * octaves
 
 
 def _running_max_below(x: np.ndarray, span: int) -> np.ndarray:
@@ -262,8 +292,10 @@ def _running_max_below(x: np.ndarray, span: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(padded, span + 1).max(axis=-1)
 
 
-_FLOOR_TOLERANCE_DB = 10.0
-_SKIRT_DEPTH_DB = 60.0
+_FLOOR_TOLERANCE_DB = 3.0
+_SKIRT_MIN_FALL_DB = 30.0
+_FLOOR_DEPTH_DB = 60.0
+_SKIRT_CLIFF_DB = 20.0
 
 
 def _is_skirt(lg: np.ndarray, steps: int, db_per_octave: float, deep: float) -> bool:
@@ -276,6 +308,8 @@ def _is_skirt(lg: np.ndarray, steps: int, db_per_octave: float, deep: float) -> 
     w = steps
     padded = np.concatenate([lg, np.full(w, lg[-1])])
     envelope = np.lib.stride_tricks.sliding_window_view(padded, w + 1).max(axis=-1)
+    if envelope.min() > lg[0] - _SKIRT_MIN_FALL_DB:
+        return False  # it never falls far: a natural roll-off that reaches Nyquist
     floor = max(envelope.min() + _FLOOR_TOLERANCE_DB, deep)
     # From the candidate up to the floor, every sixth of an octave falls at the skirt's rate
     # and every 24th at half of it (slack for the noise of the estimate): a plateau, however
