@@ -235,7 +235,10 @@ def cutoff_from_spectrum(
     # Cliff: the top 24th of an octave of the band lies cliff_db above everything from a 24th
     # of an octave over f to Nyquist (a fall of 300 dB per octave or more: coders,
     # resamplers and elliptic filters; Butterworth skirts fall 100 dB per octave at order 8).
-    top = _running_max_below(lg, w)
+    # The top: the band just under f, with bumps narrower than a 12th of an octave removed by
+    # a running minimum over the 12th of an octave *below* each point (a centred one would
+    # pull the foot of the cliff into its top).
+    top = _running_max_below(ndimage.minimum_filter1d(lg, 2 * w + 1, origin=w, mode="nearest"), w)
     rest_max = ndimage.minimum_filter1d(lg, w + 1, mode="nearest")
     rest_max = np.maximum.accumulate(rest_max[::-1])[::-1]
     rest = np.concatenate([rest_max[w:], np.full(w, np.inf)])  # no room for a cliff at the end
