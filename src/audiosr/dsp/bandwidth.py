@@ -119,7 +119,7 @@ def detect_cutoff_hz(
     smooth_hz: float = 300.0,
     depth_db: float = 40.0,
     cliff_db: float = 30.0,
-    skirt_db_per_octave: float = 30.0,
+    skirt_db_per_octave: float = 60.0,
 ) -> float:
     """Estimate the band limit of ``audio``: the frequency above which no real content remains.
 
@@ -172,7 +172,7 @@ def cutoff_from_spectrum(
     smooth_hz: float = 300.0,
     depth_db: float = 40.0,
     cliff_db: float = 30.0,
-    skirt_db_per_octave: float = 30.0,
+    skirt_db_per_octave: float = 60.0,
 ) -> float:
     """The band limit read from a long-term power spectrum (the rule of the module docstring).
 
