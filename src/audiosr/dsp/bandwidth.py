@@ -246,11 +246,11 @@ def cutoff_from_spectrum(
     # band (deeper steps, e.g. from a noise floor into a resampler's stop band, are floor).
     cliff = (top - rest >= cliff_db) & (top >= ref - _FLOOR_DEPTH_DB)
     eroded = ndimage.minimum_filter1d(lg, 2 * w + 1, mode="nearest")
-    # The lowest cliff, unless a skirt starts under it and reaches it (it has fallen
-    # _SKIRT_CLIFF_DB by the cliff, or falls at twice the skirt's rate into it: a
-    # filter's skirt may end in a steep dive, e.g. at a digital filter's zero at Nyquist).
-    # Where the spectrum still lies near the skirt's level at the cliff, the cliff decides: a
-    # roll-off that ends at a coder's cliff is content the coder kept.
+    # The lowest cliff, unless a skirt under it is where the spectrum leaves the band (the
+    # drop test starts to hold there) and reaches the cliff (it has fallen _SKIRT_CLIFF_DB by
+    # the cliff, or falls at twice the skirt's rate into it: a filter's skirt may end in a
+    # steep dive, e.g. at a digital filter's zero at Nyquist). A roll-off that starts lower
+    # down and ends at a coder's cliff is content the coder kept: the cliff decides.
     cliffs = np.nonzero(ok & cliff)[0]
     c = int(cliffs[0]) if len(cliffs) else n_grid
     skirts = (
@@ -259,7 +259,9 @@ def cutoff_from_spectrum(
     )  # fmt: skip
     i = next(skirts, -1)
     if c < n_grid and (
-        i < 0 or not _skirt_reaches(lg[i], lg[c], (c - i) / steps, skirt_db_per_octave)
+        i <= 0
+        or margin[i - 1] >= 0.0
+        or not _skirt_reaches(lg[i], lg[c], (c - i) / steps, skirt_db_per_octave)
     ):
         i = c
         if i > 0 and margin[i - 1] >= 0.0:
