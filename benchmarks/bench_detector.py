@@ -20,7 +20,8 @@ rate, all channels) in dB, smoothed by a running median over 250 Hz so that isol
 not count as a band;
 
 * original: the highest frequency where that curve lies within ``--edge-db`` (80) dB of the
-  loudest bin of the unsmoothed spectrum;
+  loudest bin of the unsmoothed spectrum, and 6 dB above the file's noise floor (the 5th
+  percentile of the curve above 1 kHz: 8-bit and noisy files have a floor within 80 dB);
 * coded or resampled: the highest frequency that passes the same test AND where the coder kept
   the band: the coded curve lies no more than 20 dB below the original's. That is
   min(coder cutoff, original's edge), read from the files themselves.
@@ -92,7 +93,9 @@ AUDIO_EXT = {".wav", ".ogg", ".flac", ".mp3", ".opus", ".oga"}
 KINDS = ("original", "mp3-128", "mp3-192", "aac-128", "opus-32", "vorbis-q0",
          "rs-8k", "rs-11k", "rs-16k", "rs-22k", "rs-32k")  # fmt: skip
 RS_RATES = {"rs-8k": 8000, "rs-11k": 11025, "rs-16k": 16000, "rs-22k": 22050, "rs-32k": 32000}
-KEPT_DB = 20.0  # a coded band counts as kept while it lies at most this far below the original
+# A coded band counts as kept while it lies at most this far below the original.
+KEPT_DB = 20.0
+FLOOR_MARGIN_DB = 6.0  # the true edge lies this far above the file's noise floor
 
 
 @dataclass(frozen=True)
@@ -196,7 +199,10 @@ def _spectrum_db(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, float]
 
 def _edge(f: np.ndarray, smooth_db: np.ndarray, peak_db: float, edge_db: float,
           kept: np.ndarray | None = None) -> float:  # fmt: skip
-    ok = smooth_db >= peak_db - edge_db
+    """Highest frequency within ``edge_db`` of the peak and 6 dB above the noise floor (the
+    5th percentile of the smoothed spectrum above 1 kHz), where ``kept``."""
+    floor = np.percentile(smooth_db[f >= 1000.0], 5.0) if (f >= 1000.0).any() else -np.inf
+    ok = (smooth_db >= peak_db - edge_db) & (smooth_db >= floor + FLOOR_MARGIN_DB)
     if kept is not None:
         ok &= kept
     hits = np.nonzero(ok)[0]

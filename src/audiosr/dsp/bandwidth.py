@@ -21,21 +21,45 @@ This module looks for the edge itself, on the long-term average spectrum (LTAS) 
    ``reference_octaves`` (2) just below ``f``. Requiring everything above to be low ignores
    dips and holes inside the band; comparing with the octaves just below (not with the loudest
    bin of the file) tolerates the natural high-frequency tilt of music and speech, up to about
-   ``drop_db / reference_octaves`` = 10 dB per octave. Steeper natural roll-offs read as a
-   band limit where the content has faded by ``drop_db`` within two octaves. (A three-octave
+   ``drop_db / reference_octaves`` = 10 dB per octave; steeper natural roll-offs pass this
+   test, and step 5 tells them from band limits. (A three-octave
    reference, tried first, read bass-heavy music, which loses 20 dB between 400 Hz and 3 kHz
    and keeps real content up to a 19 kHz master low-pass, as band-limited at 3 kHz.)
 4. Depth: from half an octave to one octave above ``f``, the spectrum must also lie
    ``depth_db`` (40 dB) below that reference level. Past a band limit little but the floor is
    left; a voice that loses 35 dB from its fundamental to 2 kHz and keeps its consonants at
-   -40 to -55 dB up to 16 kHz passes step 3 at 2 kHz but not this one. Second-order filters
-   fall too gently for it at their -20 dB point and read between their -20 and -40 dB points.
+   -40 to -55 dB up to 16 kHz passes step 3 at 2 kHz but not this one.
+5. The shape (issue 9: steps 3-4 alone read real music with a steep natural roll-off, e.g.
+   content 35-45 dB under the band from 6 to 20 kHz, as band-limited at 7-15 kHz, and the
+   pre-filter deleted that content). What physically makes a band limit is how the spectrum
+   leaves the band, so ``f`` must also be one of:
+
+   * a *cliff*: the top 24th of an octave under ``f`` lies ``cliff_db`` (30 dB) above
+     everything from a 24th of an octave over ``f`` to Nyquist (300 dB per octave or more:
+     coders, resamplers, elliptic and high-order Chebyshev filters), its top less than 60 dB
+     under the reference band (a step from a noise floor into a resampler's stop band is
+     floor, not band);
+   * a *skirt*: from ``f`` up to the floor, every sixth of an octave falls at least
+     ``skirt_db_per_octave`` (60 dB per octave) and every 24th at half that rate (a plateau,
+     however short and quiet, breaks it), and it falls at least 30 dB in all; the floor is
+     the lowest level of a running one-octave maximum (a rippled stop band counts), or
+     anything 60 dB under the reference band.
+
+   The lowest cliff wins, unless a skirt below it starts where the spectrum leaves the band
+   (the drop test starts to hold there) and reaches the cliff: a roll-off that begins lower
+   down and ends at a coder's cliff is content the coder kept. Without either, the input is
+   full band. Narrow bumps (tone leakage, coder islands) are removed for both tests by
+   running minima over a 12th of an octave.
 
 For a filter, the result is the frequency where its response has fallen ``drop_db`` below the
-pass band (its -20 dB point: within 5 % of the design cutoff for the order-8 elliptic filter,
-further out for gentle filters such as Butterworth of order 2); for brick-wall edges
-(resamplers, codecs) the edge itself. Signals made only of pure tones, like silence, have no
-measurable edge and read as full band.
+pass band (its -20 dB point: within 5 % of the design cutoff for the order-8 elliptic filter)
+when its skirt falls at least 60 dB per octave there; gentler filters (order 2, Bessel, order
+4 at low cutoffs) fall no faster than natural roll-offs and read where their skirt steepens or
+reaches the floor, keeping more of the input. For brick-wall edges (resamplers, coders) it is
+the edge itself: where the spectrum has fallen ``drop_db`` below its level just under the
+cliff. Signals made only of pure tones, like silence, have no measurable edge and read as full
+band. Channels are read together (mean power: the widest channel decides);
+:func:`detect_cutoffs_hz` reads each channel alone.
 """
 
 from __future__ import annotations
