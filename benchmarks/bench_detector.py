@@ -261,6 +261,7 @@ def _measure_file(args: tuple[str, str, Settings]) -> list[dict]:
                 db_on_f0 = np.interp(f0, f, db, right=-300.0)
                 kept = db_on_f0 >= orig_db - KEPT_DB
                 truth = _edge(f0, np.minimum(orig_db, db_on_f0), peak0, st.edge_db, kept)
+                truth = min(truth, orig_edge)  # coder noise fill is not the original's band
         except (subprocess.SubprocessError, OSError, sf.LibsndfileError, RuntimeError) as err:
             log.warning("%s %s: %s", path, kind, str(err).splitlines()[0][:120])
             continue
