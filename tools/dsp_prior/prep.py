@@ -4,11 +4,15 @@ For each clip of ``CORPUS/manifest.csv`` writes ``CACHE/<clip>.npz`` (plain arra
 pickle) with ``edge`` (the reference's own band limit, :func:`audiosr.eval.degrade.
 measure_cutoff_hz`: Nyquist when it has no cliff) and one record per degraded input:
 
+Records that :func:`usable` rules out (the reference has nothing above their cutoff) are
+not written. The kinds:
+
 * ``t<cutoff>/``: low-passed at each training cutoff (3 to 20 kHz in 1 kHz steps; filter
   family and order 4/6/8/10 rotate with the clip and cutoff, as ``audiosr eval`` does);
-* ``c<j>/`` (j = 0..4): the clip through real codecs and resamplers as users meet them
+* ``c<j>/`` (j = 0, 1, ...): the clip through real codecs and resamplers as users meet them
   (``realcodecs.py``: one lame, one AAC, one Vorbis or Opus encode, rotating over bit rates
-  with the clip, and resampling through 32 and 22.05 kHz). The measured band limit is rounded
+  with the clip, for references reaching ``CODEC_MIN_EDGE``; and resampling through 32 and
+  22.05 kHz). The measured band limit is rounded
   down to the 1 kHz grid (``cutoff``) and the decoded signal is cut there by an exact FFT
   brick wall, so the known band is the codec's own up to that grid cutoff.
 
@@ -38,6 +42,9 @@ from audiosr.eval.metrics import power_spectrogram
 
 log = logging.getLogger("prep")
 TRAIN_CUTOFFS = tuple(range(3000, 20_001, 1000))  # Hz
+EDGE_RATIO = 2**0.25  # a record needs a reference that reaches a quarter octave above its cutoff
+EDGE_MAX = 21_000.0  # ... or this (Hz): 44.1 kHz sources end at about 21-22 kHz
+CODEC_MIN_EDGE = 18_000.0  # Hz; references ending below it get no codec records
 KINDS = ("speech", "music", "other")
 # real codecs, rotating with the clip: one of each group per clip
 CODEC_GROUPS = (
@@ -45,6 +52,13 @@ CODEC_GROUPS = (
     ("aac96", "aac128", "aac160"),
     ("vorbis-q2", "opus64", "vorbis-q3", "opus96", "vorbis-q5"),
 )
+
+
+def usable(edge: float, cutoff: float) -> bool:
+    """Whether a reference whose own band ends at ``edge`` (Hz) can teach the band above
+    ``cutoff``: real inputs are cut by a codec or a resampler, not by their source, and a
+    reference that stops at the cutoff would teach that nothing is there."""
+    return edge >= min(cutoff * EDGE_RATIO, EDGE_MAX)
 
 
 def _record(ref_log: np.ndarray, y: torch.Tensor, cutoff: float) -> dict[str, np.ndarray]:
@@ -66,22 +80,33 @@ def describe_clip(ref: torch.Tensor, index: int) -> dict[str, np.ndarray]:
     """All training records of one reference ``[1, T]`` (48 kHz); ``index`` rotates filters."""
     ref_power = power_spectrogram(ref)[0].numpy().astype(np.float64)
     ref_log = np.log10(ref_power + 1e-8)
-    out: dict[str, np.ndarray] = {"edge": np.float64(degrade.measure_cutoff_hz(ref))}
+    edge = float(degrade.measure_cutoff_hz(ref))
+    out: dict[str, np.ndarray] = {"edge": np.float64(edge)}
     for j, cutoff in enumerate(TRAIN_CUTOFFS):
+        if not usable(edge, cutoff):
+            continue
         family = degrade.FAMILIES[(index + j) % 4]
         order = (4, 6, 8, 10)[(index * 3 + j) % 4]
         y, _ = degrade.apply(degrade.Degradation("lowpass", float(cutoff), family, order), ref)
         for key, value in _record(ref_log, y, cutoff).items():
             out[f"t{cutoff}/{key}"] = value
     kinds = [group[index % len(group)] for group in CODEC_GROUPS]
-    for j, kind in enumerate([*kinds, *realcodecs.RESAMPLERS]):
+    if edge < CODEC_MIN_EDGE:
+        kinds = []
+    j = 0
+    for kind in [*kinds, *realcodecs.RESAMPLERS]:
+        if kind in realcodecs.RESAMPLERS and not usable(edge, realcodecs.RESAMPLERS[kind] / 2):
+            continue
         y, measured = realcodecs.degrade_real(ref.double().numpy(), kind)
-        cutoff = float(np.clip(np.floor(measured / 1000) * 1000, TRAIN_CUTOFFS[0], 23_000))
+        cutoff = float(np.floor(measured / 1000) * 1000)
+        if cutoff not in TRAIN_CUTOFFS or not usable(edge, cutoff):
+            continue
         cut = torch.from_numpy(_brickwall(y, cutoff)).float()
         record = _record(ref_log, cut, cutoff)
         record.update(kind=np.array(kind), measured=np.float64(measured), cutoff=np.float64(cutoff))
         for key, value in record.items():
             out[f"c{j}/{key}"] = value
+        j += 1
     return out
 
 
