@@ -13,7 +13,8 @@ the ratio dsp / sinc, and the mean level (dB, LSD protocol's power) above the cu
 reference, the input and the dsp output. ``--tables`` compares envelope tables (e.g. the
 previous one vs the bundled one). ``--fit-corpus CORPUS CACHE --folds K`` instead scores
 corpus clips package-out: the packages are split into K folds (sorted, round-robin) and each
-fold is scored with a table fitted by ``train.py`` without it.
+fold is scored with a table fitted by ``train.py`` without it (and with the ``--tables``).
+``--min-edge-hz`` skips references that end below it (no codec would cut them).
 
 usage: python tools/dsp_prior/codec_eval.py REFS... [--kinds lame128,...] [--tables a.npz,b.npz]
 """
@@ -66,6 +67,9 @@ def score(
     for path in refs:
         x = load_reference(path, args.max_seconds)
         edge = measure_cutoff_hz(x)
+        if edge < args.min_edge_hz:
+            log.info("%s: skipped (reference band %.0f Hz)", path.name, edge)
+            continue
         ref = torch.from_numpy(x).float()
         for kind in kinds:
             y, cutoff = realcodecs.degrade_real(x, kind)
@@ -126,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tables", default="", help="name=path.npz,...; default: the bundled one")
     ap.add_argument("--max-seconds", type=float, default=8.0)
     ap.add_argument("--margin-hz", type=float, default=1000.0)
+    ap.add_argument("--min-edge-hz", type=float, default=0.0,
+                    help="skip references whose own band ends below this")
     ap.add_argument("--fit-corpus", type=Path, nargs=2, metavar=("CORPUS", "CACHE"))
     ap.add_argument("--folds", type=int, default=2)
     args = ap.parse_args(argv)
@@ -135,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     for k in kinds:
         if k not in realcodecs.KINDS:
             raise SystemExit(f"unknown kind {k!r}; choose from {', '.join(realcodecs.KINDS)}")
-    tables: dict[str, str | None] = {"bundled": None}
+    tables: dict[str, str | None] = {}
     if args.tables:
         tables = dict(item.split("=", 1) for item in args.tables.split(","))
     if args.fit_corpus is None:
+        tables = tables or {"bundled": None}
         refs = sorted(p for r in args.refs for p in ([r] if r.is_file() else r.rglob("*.wav")))
         rows = score(refs, kinds, tables, args)
         report(rows, kinds, list(tables))
@@ -155,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             train.main([str(corpus), str(cache), str(table), "--exclude", ",".join(out)])
             refs = sorted(corpus / r["kind"] / f"{r['clip']}.wav" for r in manifest
                           if r["package"] in out)
-            rows += score(refs, kinds, {"package-out": str(table)}, args)
-    report(rows, kinds, ["package-out"])
+            rows += score(refs, kinds, {**tables, "package-out": str(table)}, args)
+    report(rows, kinds, [*tables, "package-out"])
     return 0
 
 

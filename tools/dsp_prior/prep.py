@@ -21,7 +21,7 @@ Every record holds the engine's own description of the degraded input
 and ``m`` ``[N, J]``, the reference's mean log10 power (``P + 1e-8``, the LSD protocol's
 STFT) in every 1/6-octave band above the cutoff (:func:`~audiosr.engines.dsp_prior.hf_bands`).
 
-usage: python tools/dsp_prior/prep.py CORPUS CACHE [--part I --parts N]
+usage: python tools/dsp_prior/prep.py CORPUS CACHE [--part I --parts N] [--no-codecs]
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ def _brickwall(y: np.ndarray, cutoff: float) -> np.ndarray:
     return np.fft.irfft(spec, n=y.shape[-1], axis=-1)
 
 
-def describe_clip(ref: torch.Tensor, index: int) -> dict[str, np.ndarray]:
-    """All training records of one reference ``[1, T]`` (48 kHz); ``index`` rotates filters."""
+def describe_clip(ref: torch.Tensor, index: int, codecs: bool = True) -> dict[str, np.ndarray]:
+    """All training records of one reference ``[1, T]`` (48 kHz); ``index`` rotates filters
+    and codecs; ``codecs=False`` leaves out the encoders (not the resamplers)."""
     ref_power = power_spectrogram(ref)[0].numpy().astype(np.float64)
     ref_log = np.log10(ref_power + 1e-8)
     edge = float(degrade.measure_cutoff_hz(ref))
@@ -91,7 +92,7 @@ def describe_clip(ref: torch.Tensor, index: int) -> dict[str, np.ndarray]:
         for key, value in _record(ref_log, y, cutoff).items():
             out[f"t{cutoff}/{key}"] = value
     kinds = [group[index % len(group)] for group in CODEC_GROUPS]
-    if edge < CODEC_MIN_EDGE:
+    if edge < CODEC_MIN_EDGE or not codecs:
         kinds = []
     j = 0
     for kind in [*kinds, *realcodecs.RESAMPLERS]:
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("cache", type=Path)
     ap.add_argument("--part", type=int, default=0)
     ap.add_argument("--parts", type=int, default=1)
+    ap.add_argument("--no-codecs", action="store_true", help="no encoder records (tests)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             x, sr = sf.read(args.corpus / kind / f"{clip}.wav", dtype="float32")
             if sr != 48_000 or x.ndim != 1:
                 raise SystemExit(f"{clip}: corpus clips must be mono 48 kHz")
-            np.savez(dst, **describe_clip(torch.from_numpy(x)[None], i))
+            np.savez(dst, **describe_clip(torch.from_numpy(x)[None], i, not args.no_codecs))
             log.info("%s", dst)
     return 0
 
