@@ -3,7 +3,8 @@
 Sources: the Debian packages marsshooter-data, redeclipse-data, freeorion-data, flare-game and
 csound-doc unpacked under ``DEB`` (``apt-get download P && dpkg-deb -x P_*.deb DEB/P``). Each
 reference keeps its rate and channels; it is cut to at most 10 s from the listed start.
-These packages are used for evaluation only, never for fitting or tuning.
+``FULL_BAND`` adds 14 more references of these packages whose own band reaches 20 kHz (under
+``OUT/extra``). These packages are used for evaluation only, never for fitting or tuning.
 
 usage: python tools/dsp_prior/heldout_refs.py DEB OUT
 """
@@ -46,6 +47,27 @@ REFS = (  # (output name, package, path inside the package, start s)
     ("effects/flare_shock", "flare-game", f"{G}/flare/mods/fantasycore/soundfx/powers/shock.ogg", 0),
     ("speech/csound_fox", "csound-doc", "usr/share/doc/csound-doc/html/examples/fox.wav.gz", 0),
 )
+# More references from the same five packages whose own band reaches 20 kHz (measure_cutoff_hz
+# on 10 s), for the codec evaluation (codec_eval.py --min-edge-hz 20000): written under extra/.
+C = "usr/share/doc/csound-doc/html/examples"
+R = f"{G}/redeclipse/data/sounds"
+F = f"{G}/freeorion/default/data/sound/combat"
+FULL_BAND = (
+    ("extra/music/flare_forest_theme", "flare-game", f"{G}/flare/mods/fantasycore/music/forest_theme.ogg", 30),
+    ("extra/music/csound_oboe", "csound-doc", f"{C}/oboe.aiff.gz", 0),
+    ("extra/music/csound_flutec3", "csound-doc", f"{C}/flutec3.wav.gz", 0),
+    ("extra/music/csound_marimba", "csound-doc", f"{C}/marimba.aif.gz", 0),
+    ("extra/music/csound_sing", "csound-doc", f"{C}/sing.wav.gz", 0),
+    ("extra/speech/csound_mathews", "csound-doc", f"{C}/Mathews.wav.gz", 0),
+    ("extra/effects/redeclipse_stormbolts", "redeclipse-data", f"{R}/ambience/morph/stormbolts.ogg", 20),
+    ("extra/effects/redeclipse_wastewind", "redeclipse-data", f"{R}/ambience/wastewind.ogg", 10),
+    ("extra/effects/redeclipse_distant_cars", "redeclipse-data", f"{R}/ambience/distant_cars.ogg", 5),
+    ("extra/effects/redeclipse_burnfire", "redeclipse-data", f"{R}/sfx/burnfire.ogg", 0),
+    ("extra/effects/freeorion_explosion_light1", "freeorion-data", f"{F}/explosion-light1.ogg", 0),
+    ("extra/effects/freeorion_missile_destruct", "freeorion-data", f"{F}/missile-destruct.ogg", 0),
+    ("extra/effects/flare_rain", "flare-game", f"{G}/flare/mods/empyrean_campaign/soundfx/environment/rain.ogg", 10),
+    ("extra/effects/flare_anvil_loop", "flare-game", f"{G}/flare/mods/fantasycore/soundfx/environment/anvil_loop.ogg", 0),
+)
 MERCHANTS = f"{G}/flare/mods/fantasycore/soundfx/npcs/male_merchant_0{{}}.ogg"
 MAX_S = 10.0
 
@@ -63,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path)
     args = ap.parse_args(argv)
     clips = []
-    for name, package, rel, start in REFS:
+    for name, package, rel, start in (*REFS, *FULL_BAND):
         x, sr = _read(args.deb / package / rel)
         clips.append((name, x[int(start * sr) : int((start + MAX_S) * sr)], sr))
     parts, rate = [], 44_100

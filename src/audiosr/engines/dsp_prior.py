@@ -2,9 +2,10 @@
 
 Without a transmitted envelope (HE-AAC sends one; we have only the band-limited input) the
 level of the missing band must be guessed. :class:`EnvelopePrior` guesses it with small ridge
-regressions fitted on real recordings (``data/dsp_prior.npz``, 43 KB, trained by
-``tools/dsp_prior/train.py`` on 285 clips from 22 Debian packages; provenance in
-``tools/dsp_prior/README.md``):
+regressions fitted on real recordings (``data/dsp_prior.npz``, 55 KB, trained by
+``tools/dsp_prior/train.py`` on 285 clips from 22 Debian packages, low-passed and also passed
+through real codecs (lame, AAC, Vorbis, Opus) and resamplers, each used only at cutoffs below
+its own band limit; provenance in ``tools/dsp_prior/README.md``):
 
 1. :func:`describe` the known band of one item from its STFT power (2048-point Hann, hop 512):
    each frame's "anchor" (log10 power of the quarter-octave just below 0.97 x the cutoff), and
@@ -13,7 +14,7 @@ regressions fitted on real recordings (``data/dsp_prior.npz``, 43 KB, trained by
    frames, the mean known-band level over the anchor, the absolute anchor level (mean, max and
    four hinges: quiet items more often have nothing above the cutoff) and the noise floor of
    the top octave (10th percentile of its bins). Per frame, 8 deviations from those medians.
-2. For the two trained cutoffs around the input's (3 to 16 kHz in 1 kHz steps), a ridge
+2. For the two trained cutoffs around the input's (3 to 20 kHz in 1 kHz steps), a ridge
    regression maps the standardised features to the mean log10 power of every 1/6-octave band
    above the cutoff relative to the item's mean anchor, and a second one adds a per-frame term
    from the frame's deviations. Bands are interpolated to bins on log-frequency; the two
