@@ -21,7 +21,8 @@ import soundfile as sf
 
 G = "usr/share/games"
 REFS = (  # (output name, package, path inside the package, start s)
-    ("music/marsshooter_fear", "marsshooter-data", f"{G}/marsshooter/audio/music/03_fear.ogg", 240),
+    ("music/marsshooter_fear", "marsshooter-data",
+     f"{G}/marsshooter/audio/music/03_fear.ogg", 240),
     ("music/marsshooter_vermocsar", "marsshooter-data",
      f"{G}/marsshooter/audio/music/07_-_Vermocsar.ogg", 0),
     ("music/marsshooter_misanthropia", "marsshooter-data",
@@ -44,7 +45,8 @@ REFS = (  # (output name, package, path inside the package, start s)
      f"{G}/redeclipse/data/sounds/ambience/morph/machine13.ogg", 0),
     ("effects/redeclipse_waterfall_huge", "redeclipse-data",
      f"{G}/redeclipse/data/sounds/ambience/waterfall_huge.ogg", 0),
-    ("effects/flare_shock", "flare-game", f"{G}/flare/mods/fantasycore/soundfx/powers/shock.ogg", 0),
+    ("effects/flare_shock", "flare-game",
+     f"{G}/flare/mods/fantasycore/soundfx/powers/shock.ogg", 0),
     ("speech/csound_fox", "csound-doc", "usr/share/doc/csound-doc/html/examples/fox.wav.gz", 0),
 )
 # More references from the same five packages whose own band reaches 20 kHz (measure_cutoff_hz
@@ -53,20 +55,27 @@ C = "usr/share/doc/csound-doc/html/examples"
 R = f"{G}/redeclipse/data/sounds"
 F = f"{G}/freeorion/default/data/sound/combat"
 FULL_BAND = (
-    ("extra/music/flare_forest_theme", "flare-game", f"{G}/flare/mods/fantasycore/music/forest_theme.ogg", 30),
+    ("extra/music/flare_forest_theme", "flare-game",
+     f"{G}/flare/mods/fantasycore/music/forest_theme.ogg", 30),
     ("extra/music/csound_oboe", "csound-doc", f"{C}/oboe.aiff.gz", 0),
     ("extra/music/csound_flutec3", "csound-doc", f"{C}/flutec3.wav.gz", 0),
     ("extra/music/csound_marimba", "csound-doc", f"{C}/marimba.aif.gz", 0),
     ("extra/music/csound_sing", "csound-doc", f"{C}/sing.wav.gz", 0),
     ("extra/speech/csound_mathews", "csound-doc", f"{C}/Mathews.wav.gz", 0),
-    ("extra/effects/redeclipse_stormbolts", "redeclipse-data", f"{R}/ambience/morph/stormbolts.ogg", 20),
+    ("extra/effects/redeclipse_stormbolts", "redeclipse-data",
+     f"{R}/ambience/morph/stormbolts.ogg", 20),
     ("extra/effects/redeclipse_wastewind", "redeclipse-data", f"{R}/ambience/wastewind.ogg", 10),
-    ("extra/effects/redeclipse_distant_cars", "redeclipse-data", f"{R}/ambience/distant_cars.ogg", 5),
+    ("extra/effects/redeclipse_distant_cars", "redeclipse-data",
+     f"{R}/ambience/distant_cars.ogg", 5),
     ("extra/effects/redeclipse_burnfire", "redeclipse-data", f"{R}/sfx/burnfire.ogg", 0),
-    ("extra/effects/freeorion_explosion_light1", "freeorion-data", f"{F}/explosion-light1.ogg", 0),
-    ("extra/effects/freeorion_missile_destruct", "freeorion-data", f"{F}/missile-destruct.ogg", 0),
-    ("extra/effects/flare_rain", "flare-game", f"{G}/flare/mods/empyrean_campaign/soundfx/environment/rain.ogg", 10),
-    ("extra/effects/flare_anvil_loop", "flare-game", f"{G}/flare/mods/fantasycore/soundfx/environment/anvil_loop.ogg", 0),
+    ("extra/effects/freeorion_explosion_light1", "freeorion-data",
+     f"{F}/explosion-light1.ogg", 0),
+    ("extra/effects/freeorion_missile_destruct", "freeorion-data",
+     f"{F}/missile-destruct.ogg", 0),
+    ("extra/effects/flare_rain", "flare-game",
+     f"{G}/flare/mods/empyrean_campaign/soundfx/environment/rain.ogg", 10),
+    ("extra/effects/flare_anvil_loop", "flare-game",
+     f"{G}/flare/mods/fantasycore/soundfx/environment/anvil_loop.ogg", 0),
 )
 MERCHANTS = f"{G}/flare/mods/fantasycore/soundfx/npcs/male_merchant_0{{}}.ogg"
 MAX_S = 10.0

@@ -3,11 +3,11 @@
 Reads the records written by ``prep.py`` and, for every training cutoff (3 to 20 kHz), pools
 the clips low-passed there and the clips whose real codec or resampler (``c<j>/`` records) cut
 them there. A record enters only if the reference itself has content above the cutoff: its
-own band limit (``edge``) is at least ``min(cutoff * 2^(1/4), 21 kHz)`` (``prep.usable``). Real inputs are
-cut by a codec or a resampler, not by their source, and a reference that stops at the cutoff
-would teach the prior that nothing is there (the previous table, fitted without this rule on a
-corpus of mostly 44.1 kHz Vorbis sources, put the band above 16 kHz 30-45 dB below the known
-band, where real full-band music is 10-20 dB below it). Then:
+own band limit (``edge``) is at least ``min(cutoff * 2^(1/4), 21 kHz)`` (``prep.usable``).
+Real inputs are cut by a codec or a resampler, not by their source, and a reference that
+stops at the cutoff would teach the prior that nothing is there (the previous table, fitted
+without this rule on a corpus of mostly 44.1 kHz Vorbis sources, put the band above 16 kHz
+30-45 dB below the known band, where real full-band music is 10-20 dB below it). Then:
 
 * ``mu[b]`` = per clip, the mean over active frames of (reference band log10 power - the
   clip's mean anchor); a ridge regression (``LAMBDA * n_clips / 100``) of ``mu`` on the

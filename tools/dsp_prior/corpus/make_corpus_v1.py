@@ -64,7 +64,8 @@ for lang in rng.sample(langs, 8):
     files = [p for p in kt if p.split("/")[-2] == lang]
     save("speech", f"ktuberling_{lang}", concat(rng.sample(files, min(5, len(files)))))
 pv = [
-    f"{ROOT}/usr/share/games/pingus/data/sounds/{n}.wav" for n in ("letsgo", "yipee", "ohno", "goodidea")
+    f"{ROOT}/usr/share/games/pingus/data/sounds/{n}.wav"
+    for n in ("letsgo", "yipee", "ohno", "goodidea")
 ]
 save("speech", "pingus_voice", concat(pv))
 for p in glob.glob(f"{WORK}/raw/speech/*.wav"):
