@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -382,11 +381,12 @@ def _write_at_original_level(
     The float32 output is spooled to a hidden W64 file (no 4 GB limit) next to ``dst``, then
     read back, scaled and written: memory stays bounded for any length.
     """
+    from .audio_io import spool_directory
     from .errors import AudioWriteError
 
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        spool_dir = tempfile.TemporaryDirectory(prefix=f".{dst.name}.", dir=dst.parent)
+        spool_dir = spool_directory(dst)
     except OSError as err:
         reason = f"folder {dst.parent} is not writable ({err.strerror})"
         raise AudioWriteError(f"cannot write {dst}: {reason}") from None
