@@ -248,7 +248,7 @@ def _upsample_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="CPU threads (default: OMP_NUM_THREADS if set, else 1 for the sinc and dsp "
-        "engines and the idle CPUs for the model; see README, Threads)",
+        "engines and every usable CPU for the model; see README, Threads)",
     )
     p.add_argument(
         "--subtype",
@@ -762,7 +762,7 @@ def run_convert(args: argparse.Namespace) -> int:
 def _web_parser() -> argparse.ArgumentParser:
     from .web import cli as web_cli
 
-    return web_cli.build_parser(_Parser)
+    return web_cli.build_parser(_Parser, _HelpFormatter)
 
 
 def run_web(args: argparse.Namespace) -> int:
