@@ -18,14 +18,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import AudioSRConfig, SamplingOptions
+from .config import AudioSRConfig, EngineSteps, SamplingOptions
 from .devices import resolve_device
+from .engines import ENGINES
 from .engines.base import Engine
 from .pipeline import SAMPLE_RATE, PipelineOptions, UpsampleReport, upsample, upsample_file
+from .presets import preset_options
 
 log = logging.getLogger(__name__)
 
-ENGINE_NAMES = ("audiosr", "dsp", "sinc")
+ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
 
 
 def make_engine(
@@ -35,37 +37,36 @@ def make_engine(
     config: AudioSRConfig | str | os.PathLike[str] | None = None,
     device: str | torch.device | None = "auto",
     options: SamplingOptions | None = None,
+    preset: str | None = None,
+    steps: EngineSteps | None = None,
     progress: bool = False,
 ) -> Engine:
-    """Build an engine by name: ``audiosr`` (diffusion, official weights), ``dsp``, ``sinc``.
+    """Build an engine by name (:data:`audiosr.engines.ENGINES`): ``audiosr`` (diffusion,
+    official weights), ``dsp``, ``sinc``.
+
+    Args:
+        engine: engine name.
+        model: ``basic``/``speech`` or a checkpoint path (diffusion engine).
+        config: architecture for custom checkpoints.
+        device: ``auto`` picks cuda, then mps, then cpu.
+        options: sampling options; mutually exclusive with ``preset``.
+        preset: ``upstream``, ``quality`` or ``fast`` (:mod:`audiosr.presets`), resolved for
+            ``device``.
+        steps: which of the original's own steps the diffusion engine runs.
+        progress: show the sampler's progress bar.
 
     Raises:
-        ValueError: unknown engine name.
+        ValueError: unknown engine or preset name, or both ``options`` and ``preset``.
         CheckpointError: the diffusion weights cannot be found or loaded.
     """
-    if engine == "dsp":
-        from .engines.dsp import DSPEngine
-
-        return DSPEngine()
-    if engine == "sinc":
-        from .engines.base import SincEngine
-
-        return SincEngine()
-    if engine != "audiosr":
+    if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINE_NAMES)}")
-    from .engines.diffusion import AudioSREngine, DiffusionRuntime
-    from .weights import load_model
-
-    if config is None:
-        cfg = AudioSRConfig()
-    elif isinstance(config, AudioSRConfig):
-        cfg = config
-    else:
-        cfg = AudioSRConfig.from_file(config)
-    dev = resolve_device(device)
-    net = load_model(cfg, model, device=dev)
-    return AudioSREngine(
-        DiffusionRuntime(net, cfg), options or SamplingOptions(), progress=progress
+    if preset is not None:
+        if options is not None:
+            raise ValueError("give either options or preset, not both")
+        options = preset_options(preset, resolve_device(device))
+    return ENGINES[engine](
+        model=model, config=config, device=device, options=options, steps=steps, progress=progress
     )
 
 
@@ -188,6 +189,7 @@ def load(
     device: str | torch.device | None = "auto",
     config: AudioSRConfig | str | os.PathLike[str] | None = None,
     options: SamplingOptions | None = None,
+    preset: str | None = None,
     pipeline: PipelineOptions | None = None,
     progress: bool = False,
 ) -> Upsampler:
@@ -199,6 +201,8 @@ def load(
         device: ``auto`` picks cuda, then mps, then cpu.
         config: architecture for custom checkpoints (original nested YAML/JSON).
         options: sampling options of the diffusion engine.
+        preset: ``upstream``, ``quality`` or ``fast`` instead of ``options`` (the CLI's
+            ``--preset``, same definitions: :mod:`audiosr.presets`).
         pipeline: cutoff, pre-filter, loudness, segmenting options.
         progress: show the sampler's progress bar.
     """
@@ -208,6 +212,7 @@ def load(
         config=config,
         device=device,
         options=options,
+        preset=preset,
         progress=progress,
     )
     return Upsampler(eng, pipeline or PipelineOptions())
