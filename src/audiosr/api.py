@@ -28,6 +28,17 @@ log = logging.getLogger(__name__)
 ENGINE_NAMES = ("audiosr", "dsp", "sinc")
 
 
+def pipeline_sampling_options(options: SamplingOptions) -> SamplingOptions:
+    """``options`` for the diffusion engine inside the pipeline.
+
+    The pipeline low-passes each channel at its band limit, sets one gain per file and keeps
+    the input's own low band (:mod:`audiosr.pipeline`), so the engine's versions of these
+    steps (the original's low-pass simulation, per-row peak normalisation, mel-bin and STFT
+    low-band replacement) would only do the same work again.
+    """
+    return options.replace(lowpass_condition=False, merge_low_band=False, normalize_rows=False)
+
+
 def make_engine(
     engine: str = "audiosr",
     *,
@@ -36,8 +47,13 @@ def make_engine(
     device: str | torch.device | None = "auto",
     options: SamplingOptions | None = None,
     progress: bool = False,
+    on_step: Callable[[int], None] | None = None,
 ) -> Engine:
-    """Build an engine by name: ``audiosr`` (diffusion, official weights), ``dsp``, ``sinc``.
+    """Build an engine for the pipeline by name: ``audiosr`` (diffusion, official weights),
+    ``dsp``, ``sinc``.
+
+    The diffusion engine runs ``options`` through :func:`pipeline_sampling_options`; it calls
+    ``on_step(rows)`` after every sampler step (a progress hook; the others never call it).
 
     Raises:
         ValueError: unknown engine name.
@@ -65,7 +81,10 @@ def make_engine(
     dev = resolve_device(device)
     net = load_model(cfg, model, device=dev)
     return AudioSREngine(
-        DiffusionRuntime(net, cfg), options or SamplingOptions(), progress=progress
+        DiffusionRuntime(net, cfg),
+        pipeline_sampling_options(options or SamplingOptions()),
+        progress=progress,
+        on_step=on_step,
     )
 
 
@@ -133,14 +152,14 @@ class Upsampler:
         subtype: str = "PCM_24",
     ) -> dict[Path, UpsampleReport | Exception]:
         """Many ``(src, dst)`` pairs; short files share engine calls (``pipeline.batch_size``
-        rows per call, see :mod:`audiosr.batching`).
+        rows per call, see :class:`audiosr.pipeline.FileBatcher`).
 
         A failing file does not stop the others.
 
         Returns:
             For each input path: its report, or the exception it failed with.
         """
-        from .batching import FileBatcher
+        from .pipeline import FileBatcher
 
         outcome: dict[Path, UpsampleReport | Exception] = {}
 

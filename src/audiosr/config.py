@@ -284,6 +284,14 @@ class SamplingOptions:
         offload: keep the weights in host memory and move each stage (condition encoder,
             UNet, decoder, vocoder) to the device only while it runs, so GPU memory holds one
             stage at a time (for small GPUs; costs one host-to-device copy per stage and call).
+        lowpass_condition: build the condition by low-passing the input at its cutoff with
+            the drawn filter family (spec §4), as the original does. The real-world pipeline
+            has already low-passed each channel at its band limit and turns this off.
+        merge_low_band: replace the decoded mel's low bins (spec §9.2) and the vocoder
+            output's low STFT band (spec §9.4) by the condition's, as the original does. The
+            pipeline keeps the input's own low band itself (one crossover) and turns this off.
+        normalize_rows: the pipeline engine (``AudioSREngine``) scales each row to peak 0.5
+            and back. The pipeline sets one gain per file instead and turns this off.
     """
 
     steps: int = 50
@@ -299,6 +307,9 @@ class SamplingOptions:
     cuda_graphs: bool = False
     channels_last: bool = False
     offload: bool = False
+    lowpass_condition: bool = True
+    merge_low_band: bool = True
+    normalize_rows: bool = True
 
     def __post_init__(self) -> None:
         if int(self.steps) < 1:
@@ -309,7 +320,9 @@ class SamplingOptions:
             raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.attention not in ("math", "sdpa"):
             raise ValueError(f"attention must be 'math' or 'sdpa', got {self.attention!r}")
-        for name in ("batched_cfg", "compile", "cuda_graphs", "channels_last", "offload"):
+        switches = ("batched_cfg", "compile", "cuda_graphs", "channels_last", "offload")
+        switches += ("lowpass_condition", "merge_low_band", "normalize_rows")
+        for name in switches:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.cuda_graphs and not self.compile:

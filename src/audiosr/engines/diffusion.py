@@ -152,7 +152,13 @@ class DiffusionRuntime:
         self._memory_format = torch.contiguous_format
 
     def condition(
-        self, wave: Tensor, target_frames: int, family: str, cutoff_hz: Tensor | None = None
+        self,
+        wave: Tensor,
+        target_frames: int,
+        family: str,
+        cutoff_hz: Tensor | None = None,
+        *,
+        lowpass: bool = True,
     ) -> Conditioning:
         """Detect each item's cutoff and build the low-pass condition (spec §3-§4).
 
@@ -162,10 +168,20 @@ class DiffusionRuntime:
             family: low-pass filter family of the simulation.
             cutoff_hz: [B] known cutoffs in Hz; None (or a cutoff at Nyquist) uses the
                 original's detector (spec §3).
+            lowpass: False takes ``wave`` as the condition as it is (the caller has already
+                low-passed it); no cutoff is detected or simulated then.
         """
         wave = wave.to(self.device, torch.float32)
         batch = wave.shape[0]
         nyquist = self.config.mel.sample_rate / 2
+        if not lowpass:
+            lowpass_mel, _ = self.frontend(wave)
+            known = torch.full((batch,), nyquist, dtype=torch.float64)
+            return Conditioning(
+                wave_lowpass=wave,
+                lowpass_mel=fit_frames(lowpass_mel, target_frames),
+                cutoff_hz=known if cutoff_hz is None else cutoff_hz.to(torch.float64).cpu(),
+            )
         # A known cutoff at Nyquist (a full-band input regenerated on request) leaves no
         # low-pass to simulate: such items get the original's detector, like unknown ones.
         known = [None] * batch if cutoff_hz is None else [float(c) for c in cutoff_hz]
@@ -457,7 +473,7 @@ def generate(
     runtime.set_memory_format(options.channels_last)
     clock = _StageClock(device, runtime.clock)
 
-    cond_in = runtime.condition(wave, frames, family, cutoff_hz)
+    cond_in = runtime.condition(wave, frames, family, cutoff_hz, lowpass=options.lowpass_condition)
     shape = runtime.latent_shape(batch, frames)
     draw_shape = (1, *shape[1:]) if shared_noise else shape
 
@@ -527,7 +543,9 @@ def generate(
         (mel,) = _per_item(
             decode, (1.0 / sf) * latent, "decoder", options, attention=options.attention
         )
-    mel = replace_low_mel_bins(mel.contiguous(), cond_in.lowpass_mel)
+    mel = mel.contiguous()
+    if options.merge_low_band:
+        mel = replace_low_mel_bins(mel, cond_in.lowpass_mel)
     clock.lap("decoder")
 
     with runtime.stage("vocoder", options) as vocode:
@@ -535,7 +553,10 @@ def generate(
         (vocoded,) = _per_item(vocode, mel[:, 0].transpose(1, 2), "vocoder", options)
     clock.lap("vocoder")
 
-    merged = replace_low_band(vocoded[:, 0], cond_in.wave_lowpass)
+    if options.merge_low_band:
+        merged = replace_low_band(vocoded[:, 0], cond_in.wave_lowpass)
+    else:
+        merged = vocoded[:, 0].contiguous()
     clock.lap("post")
     return GenerateResult(
         wave=merged,
@@ -550,27 +571,53 @@ def generate(
 class AudioSREngine:
     """The diffusion model behind the :class:`~audiosr.engines.base.Engine` interface.
 
-    Each segment is scaled to the level the model was trained on (peak 0.5), padded to whole
-    5.12 s blocks, super-resolved and scaled back, so the pipeline's file-level gain is kept.
+    Each segment is padded to whole 5.12 s blocks, super-resolved and cut back. With
+    ``options.normalize_rows`` each row is first scaled to the level the model was trained on
+    (peak 0.5) and scaled back afterwards; the pipeline's engine has it off, because the
+    pipeline has already put the whole file at that level with one gain.
+
+    Args:
+        runtime: the model.
+        options: sampling options, including which of the original's DSP steps to run.
+        progress: show the sampler's own progress bar.
+        on_step: called after every sampler step with the number of rows it advanced.
     """
 
     name = "audiosr"
 
     def __init__(
-        self, runtime: DiffusionRuntime, options: SamplingOptions, *, progress: bool = False
+        self,
+        runtime: DiffusionRuntime,
+        options: SamplingOptions,
+        *,
+        progress: bool = False,
+        on_step: Callable[[int], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.options = options
         self.progress = progress
+        self.on_step = on_step
+
+    @property
+    def steps(self) -> int:
+        """Sampler steps (model evaluations) per call."""
+        opts = self.options
+        if opts.sampler == "ddim":
+            return len(ddim_timesteps(opts.steps, self.runtime.config.diffusion.timesteps))
+        return len(timesteps_for(opts.sampler, opts.steps, self.runtime.schedule))
 
     def __call__(self, audio: Tensor, cutoff_hz: Tensor) -> Tensor:
         """Super-resolve [B, T] 48 kHz segments band-limited at ``cutoff_hz`` [B] (Hz)."""
         batch, n = audio.shape
         block = self.runtime.config.mel.hop_length * self.runtime.config.segment_frames
         length = max(1, -(-n // block)) * block
-        peak = audio.abs().amax(dim=-1, keepdim=True)
-        scale = torch.where(peak > 0, 0.5 / peak.clamp_min(1e-12), torch.ones_like(peak))
-        x = torch.nn.functional.pad(audio * scale, (0, length - n))
+        scale = None
+        if self.options.normalize_rows:
+            peak = audio.abs().amax(dim=-1, keepdim=True)
+            scale = torch.where(peak > 0, 0.5 / peak.clamp_min(1e-12), torch.ones_like(peak))
+        x = torch.nn.functional.pad(audio if scale is None else audio * scale, (0, length - n))
+        on_step = self.on_step
+        callback = None if on_step is None else (lambda _info: on_step(batch))
         family = self.options.filter_family or draw_filter_family(self.options.seed)
         generators = Generators.from_seed(self.options.seed, self.runtime.device)
         with torch.inference_mode():
@@ -582,6 +629,8 @@ class AudioSREngine:
                 generators=generators,
                 cutoff_hz=cutoff_hz,
                 shared_noise=True,
+                callback=callback,
                 progress=self.progress,
             )
-        return (result.wave[:, :n].cpu() / scale.cpu()).float()
+        y = result.wave[:, :n].cpu()
+        return (y if scale is None else y / scale.cpu()).float()
