@@ -654,6 +654,7 @@ def run_pipeline(model, config, args: argparse.Namespace) -> list[dict]:
             "total_s": extrapolated,
             "sampler_s": sampler * target / run,
             "networks_s": networks,
+            **{f"{k}_s": stage_times.get(k, 0.0) for k in ("encoder", "decoder", "vocoder")},
             "condition_s": stage_times.get("condition", 0.0),
             "post_s": stage_times.get("post", 0.0),
             "other_s": extrapolated - sampler * target / run - networks,
@@ -675,12 +676,14 @@ def _pipeline_engine(runtime, options: SamplingOptions):
 
 
 def report_pipeline(rows: list[dict]) -> str:
-    header = ["preset", "steps", "total s", "sampler s", "enc+dec+voc s", "cond s", "post s"]
+    header = ["preset", "steps", "total s", "sampler s", "enc s", "dec s", "voc s", "cond s"]
+    header += ["post s"]
     header += ["other s"] + [f"{n} ms (calls)" for n in PIPELINE_STEPS]
     body = []
     for r in rows:
         cells = [r["preset"], r["steps"]]
-        cells += [_fmt(r[k], 1) for k in ("total_s", "sampler_s", "networks_s")]
+        cells += [_fmt(r[k], 1) for k in ("total_s", "sampler_s")]
+        cells += [_fmt(r[k], 1) for k in ("encoder_s", "decoder_s", "vocoder_s")]
         cells += [_fmt(r[k], 3) for k in ("condition_s", "post_s", "other_s")]
         cells += [f"{1000 * r[n][0]:.0f} ({r[n][1]})" for n in PIPELINE_STEPS]
         body.append(cells)
@@ -817,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
             else f" ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
         )
         + f", {'tiny' if args.tiny else 'full'} model {params / 1e6:.0f} M params, random weights"
-        + f", {args.clock} clock"
+        + f", {'process CPU' if args.pipeline else args.clock} clock"
     )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# AudioSR inference speed\n\n{env}; load average at start {load:.1f}\n")

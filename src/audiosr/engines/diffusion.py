@@ -418,6 +418,35 @@ def _per_item(
     return tuple(torch.cat(column) for column in zip(*parts, strict=True))
 
 
+def _vocode_prefixes(
+    vocode: Callable[..., Tensor],
+    mels: Tensor,
+    keep_samples: Tensor,
+    vocoder: nn.Module,
+    options: SamplingOptions,
+) -> Tensor:
+    """Vocode each item's first ``keep_samples`` samples only; zeros after them.
+
+    Args:
+        mels: [B, n_mels, T] natural-log mel.
+        keep_samples: [B] samples of each item's output that are used.
+
+    Returns:
+        [B, 1, 480 * T + 16] like the whole vocoder output.
+    """
+    frames = mels.shape[-1]
+    out = torch.zeros(mels.shape[0], 1, vocoder.output_length(frames), device=mels.device)
+    hop = vocoder.output_length(2) - vocoder.output_length(1)  # samples per frame
+    for b, keep in enumerate(int(k) for k in keep_samples):
+        if keep <= 0:
+            continue
+        need = min(frames, -(-keep // hop) + vocoder.context_frames)
+        (wave,) = _per_item(vocode, mels[b : b + 1, :, :need], "vocoder", options)
+        take = min(keep, wave.shape[-1])
+        out[b, :, :take] = wave[0, :, :take]
+    return out
+
+
 def generate(
     runtime: DiffusionRuntime,
     wave: Tensor,
@@ -430,6 +459,7 @@ def generate(
     shared_noise: bool = False,
     callback: Callable[[dict], None] | None = None,
     progress: bool = False,
+    keep_samples: Tensor | None = None,
 ) -> GenerateResult:
     """Run AudioSR on a normalised, padded batch.
 
@@ -449,6 +479,11 @@ def generate(
         callback: called after every sampler step with a dict of tensors (inside the UNet's
             autocast region when ``precision`` is not fp32).
         progress: show a progress bar over sampler steps.
+        keep_samples: [B] how many leading output samples of each item the caller uses
+            (with ``options.merge_low_band`` off only: the original's merge reads the whole
+            output). The vocoder then runs on the frames those need plus its receptive field
+            (``HiFiGAN.context_frames``) and the rest of the item is zeros: the padding of a
+            short input is not vocoded.
 
     Returns:
         :class:`GenerateResult`; ``wave`` is [B, 480*T + 16] at 48 kHz.
@@ -548,9 +583,14 @@ def generate(
         mel = replace_low_mel_bins(mel, cond_in.lowpass_mel)
     clock.lap("decoder")
 
+    if keep_samples is not None and options.merge_low_band:
+        raise ValueError("keep_samples needs merge_low_band=False (the merge reads every sample)")
     with runtime.stage("vocoder", options) as vocode:
-        # [B, n_mels, T], upstream's layout
-        (vocoded,) = _per_item(vocode, mel[:, 0].transpose(1, 2), "vocoder", options)
+        mels = mel[:, 0].transpose(1, 2)  # [B, n_mels, T], upstream's layout
+        if keep_samples is None:
+            (vocoded,) = _per_item(vocode, mels, "vocoder", options)
+        else:
+            vocoded = _vocode_prefixes(vocode, mels, keep_samples, model.vocoder, options)
     clock.lap("vocoder")
 
     if options.merge_low_band:
@@ -618,6 +658,12 @@ class AudioSREngine:
         x = torch.nn.functional.pad(audio if scale is None else audio * scale, (0, length - n))
         on_step = self.on_step
         callback = None if on_step is None else (lambda _info: on_step(batch))
+        keep = None
+        if not self.options.merge_low_band:
+            # Up to each row's last non-zero sample: the zero padding of a short input (or of
+            # a file's last segment) is not vocoded.
+            idx = torch.arange(1, n + 1)
+            keep = torch.where(audio.cpu() != 0, idx, 0).amax(dim=-1)
         family = self.options.filter_family or draw_filter_family(self.options.seed)
         generators = Generators.from_seed(self.options.seed, self.runtime.device)
         with torch.inference_mode():
@@ -631,6 +677,7 @@ class AudioSREngine:
                 shared_noise=True,
                 callback=callback,
                 progress=self.progress,
+                keep_samples=keep,
             )
         y = result.wave[:, :n].cpu()
         return (y if scale is None else y / scale.cpu()).float()
