@@ -516,7 +516,9 @@ def _modern_processor(args: argparse.Namespace, options) -> Runner:
         progress=False,
         on_step=lambda rows: bars[0].advance(rows),
     )
-    diffusion = args.engine == "audiosr"
+    from .engines.diffusion import AudioSREngine
+
+    diffusion = isinstance(engine, AudioSREngine)  # advances the bar per sampler step
     bar = _RunBar(not args.quiet, engine.steps if diffusion else 1)
     bars.append(bar)
     pipeline = PipelineOptions(
