@@ -285,15 +285,18 @@ def test_unknown_model_name_is_a_usage_error(tmp_path, capsys) -> None:
         (["--ddim_steps", "0"], "--ddim_steps"),
         (["--ddim_steps", "-3"], "--ddim_steps"),
         (["--batch_size", "0"], "--batch_size"),
-        (["--cutoff", "50"], "--cutoff"),
+        (["--cutoff", "0"], "--cutoff"),
+        (["--cutoff", "-50"], "--cutoff"),
         (["--cutoff", "30000"], "--cutoff"),
+        (["--threads", "0"], "--threads"),
     ],
 )
 def test_invalid_numbers_fail_before_anything_is_created(tmp_path, capsys, flags, word) -> None:
+    """Usage errors: one line, exit status 2 (argparse's convention, as the README says)."""
     src = wav(tmp_path / "a.wav")
     out = tmp_path / "out"
     code, lines = run(capsys, "-i", str(src), "-s", str(out), "--engine", "sinc", *flags)
-    assert_one_line_error(code, lines, word)
+    assert_one_line_error(code, lines, word, status=2)
     assert not out.exists()
 
 

@@ -88,6 +88,33 @@ def make_engine(
     )
 
 
+def channels_first(x: np.ndarray) -> np.ndarray:
+    """``[C, T]`` audio from ``[C, T]``, ``[T]``, or soundfile's ``[T, C]`` layout.
+
+    A 2-D array is read as ``[T, C]`` (and transposed) only when that is unambiguous: its
+    first axis is longer than :data:`~audiosr.audio_io.MAX_CHANNELS` and its second is not.
+
+    Raises:
+        ValueError: not 1-D or 2-D, or more than ``MAX_CHANNELS`` channels either way.
+    """
+    from .audio_io import MAX_CHANNELS
+
+    if x.ndim == 1:
+        return x[None]
+    if x.ndim != 2:
+        raise ValueError(f"audio must be [C, T] or [T], got shape {tuple(x.shape)}")
+    rows, cols = x.shape
+    if rows <= MAX_CHANNELS:
+        return x
+    if cols <= MAX_CHANNELS:
+        log.debug("audio of shape %s read as [T, C] (soundfile's layout)", tuple(x.shape))
+        return np.ascontiguousarray(x.T)
+    raise ValueError(
+        f"audio of shape {tuple(x.shape)}: expected [C, T] (channels first, at most "
+        f"{MAX_CHANNELS} channels), [T, C] (as soundfile.read returns) or [T]"
+    )
+
+
 @dataclass
 class Upsampler:
     """An engine plus the real-world pipeline around it. Holds no per-call state."""
@@ -101,7 +128,11 @@ class Upsampler:
         sample_rate: int,
         progress: Callable[[int, int], None] | None = None,
     ) -> Tensor:
-        """Super-resolve ``audio`` ([C, T] or [T], any rate) to 48 kHz ([C, T48] float32)."""
+        """Super-resolve ``audio`` to 48 kHz ([C, T48] float32).
+
+        ``audio`` is ``[C, T]``, ``[T]`` or soundfile's ``[T, C]`` (see
+        :func:`channels_first`), float in [-1, 1], at any rate.
+        """
         y, _ = self.process(audio, sample_rate, progress=progress)
         return y
 
@@ -115,11 +146,7 @@ class Upsampler:
         from .audio_io import resample
 
         x = audio.detach().cpu().float().numpy() if isinstance(audio, Tensor) else np.asarray(audio)
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[None]
-        if x.ndim != 2:
-            raise ValueError(f"audio must be [C, T] or [T], got shape {x.shape}")
+        x = channels_first(np.asarray(x, dtype=np.float32))
         if not np.isfinite(x).all():
             raise ValueError("audio contains NaN or Inf samples")
         if sample_rate != SAMPLE_RATE:

@@ -6,21 +6,29 @@ reason, so the CLI can print it without a traceback.
 
 * Decoding goes through soundfile (libsndfile: WAV 8/16/24/32-bit int and float, FLAC, OGG
   Vorbis, Opus, MP3, AIFF, ...). Containers libsndfile does not know (M4A/AAC, WMA, ...) go
-  through PyAV when it is installed (``pip install av``), which is optional.
+  through PyAV, a dependency whose wheels bundle FFmpeg (if it is missing, the error says
+  ``pip install av``).
 * Long files: :func:`audio_info` reads only the header and :func:`stream_audio` yields blocks,
   so hours of audio need not be held in memory; :func:`resample_stream` and
   :class:`AtomicWriter` complete the streaming path.
 * Writes are atomic: a temporary file in the destination folder is renamed over the target only
   once it is complete, so a crash or a full disk never leaves a half-written output, and a list
   of input paths can be protected from being overwritten.
+* Temporary names: ``.<name>.<pid>.<8 random>.part`` next to the output (a hashed
+  ``.audiosr-<16 hex>.`` prefix when the output's name is too long for that), so they stay
+  within the 255-byte name limit; files of this pattern whose process is gone are removed
+  before the same output is written again (:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
+import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +67,13 @@ _SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4
 _WAV_MAX_DATA_BYTES = 0xFFFFFFFF - 0x10000
 # A data-chunk size a streaming writer leaves in the header when it cannot seek back to fix it.
 _PLACEHOLDER_SIZES = (0, 0xFFFFFFFF, 0x7FFFFFFF)
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, btrfs, APFS, NTFS in UTF-16 units)
+# What a temporary name adds after its prefix: "<pid>." (pid_max is 2**22: 7 digits),
+# 8 random characters from tempfile.mkstemp, and ".part" or ".spool".
+_TEMP_TAIL_BYTES = 7 + 1 + 8 + 6
+_RANDOM = r"[a-z0-9_]{8}"  # tempfile's random part
+# Temporary files of versions before the pid was part of the name: removed when this old.
+_LEGACY_TEMP_AGE_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -151,7 +166,7 @@ def _check_wav_truncation(path: Path, f: sf.SoundFile) -> None:
 
 
 def _import_av() -> ModuleType | None:
-    """PyAV if installed (an optional dependency), else None."""
+    """PyAV (a dependency; None if it was removed or cannot load)."""
     try:
         import av
     except ImportError:
@@ -216,7 +231,7 @@ def read_audio(
     """Decode a whole file to float32 samples in [-1, 1].
 
     Args:
-        path: audio file (WAV, FLAC, OGG Vorbis/Opus, MP3, ...; M4A/AAC etc. need PyAV).
+        path: audio file (WAV, FLAC, OGG Vorbis/Opus, MP3, ...; M4A/AAC etc. through PyAV).
         max_channels: refuse files with more channels than this.
 
     Returns:
@@ -435,10 +450,127 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
+def fit_name(name: str, max_bytes: int = NAME_MAX) -> str:
+    """``name`` if it fits in ``max_bytes`` bytes (UTF-8), else a shortened, hashed form.
+
+    The original package replaced a name longer than 255 characters by a hash of it; here
+    the start of the stem is kept (cut at a character boundary) and ``~`` plus 12 hex digits
+    of the SHA-1 of the full name are appended before the extension, so different long
+    names stay different and the result is the same on every run.
+    """
+    if len(os.fsencode(name)) <= max_bytes:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    stem, ext = (stem, f"{dot}{ext}") if dot and len(ext) <= 16 else (name, "")
+    tag = "~" + hashlib.sha1(os.fsencode(name)).hexdigest()[:12]
+    room = max_bytes - len(os.fsencode(tag + ext))
+    head = os.fsencode(stem)[:room].decode("utf-8", errors="ignore")
+    return head + tag + ext
+
+
+def temp_prefix(path: str | os.PathLike[str]) -> str:
+    """Hidden name prefix of the temporary files that become ``path``.
+
+    ``.<name>.`` when ``.<name>.<pid>.<random>.part`` fits in :data:`NAME_MAX` bytes, else
+    ``.audiosr-<16 hex of SHA-1 of the name>.``.
+    """
+    name = Path(path).name
+    full = f".{name}."
+    if len(os.fsencode(full)) + _TEMP_TAIL_BYTES <= NAME_MAX:
+        return full
+    return f".audiosr-{hashlib.sha1(os.fsencode(name)).hexdigest()[:16]}."
+
+
+def output_mode(path: str | os.PathLike[str]) -> int:
+    """Permission bits for a new file at ``path``: those of the file it replaces, else
+    ``0o666`` less the process umask (what ``open()`` would give; ``mkstemp`` gives 0600)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else, or no way to tell: keep its files
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporary files that a killed earlier run left for the output ``path``.
+
+    Only names of our exact pattern for this output are touched
+    (``<temp_prefix>.<pid>.<8 random>.part``, and the ``.spool`` folders of
+    :func:`spool_directory`), and only when process ``pid`` no longer runs. Temporary files
+    of older versions (``.<name>.<8 random>.part``, no pid) are removed once an hour old.
+
+    Returns:
+        The removed paths.
+    """
+    target = Path(path)
+    folder = target.parent
+    prefix = re.escape(temp_prefix(target))
+    ours = re.compile(prefix + r"(\d+)\." + _RANDOM + r"\.(part|spool)")
+    legacy = re.compile(re.escape(f".{target.name}.") + _RANDOM + r"\.part")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no folder yet, or not readable: nothing of ours can be there
+        return removed
+    for entry in entries:
+        match = ours.fullmatch(entry.name)
+        try:
+            if match is not None:
+                if _process_alive(int(match.group(1))):
+                    continue
+                if match.group(2) == "spool":
+                    if not entry.is_dir(follow_symlinks=False):
+                        continue
+                    shutil.rmtree(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                else:
+                    continue
+            elif legacy.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                if time.time() - entry.stat().st_mtime < _LEGACY_TEMP_AGE_S:
+                    continue
+                os.unlink(entry.path)
+            else:
+                continue
+        except OSError as err:
+            log.debug("could not remove %s: %s", entry.path, err)
+            continue
+        removed.append(Path(entry.path))
+        log.info("removed %s, left by an interrupted run", entry.path)
+    return removed
+
+
+def spool_directory(path: str | os.PathLike[str]) -> tempfile.TemporaryDirectory[str]:
+    """A hidden temporary folder next to the output ``path`` (removed when its block ends).
+
+    Named like the temporary files (``<temp_prefix><pid>.<8 random>.spool``), so
+    :func:`remove_stale_temps` finds one a killed run left behind.
+    """
+    target = Path(path)
+    return tempfile.TemporaryDirectory(
+        prefix=f"{temp_prefix(target)}{os.getpid()}.", suffix=".spool", dir=target.parent
+    )
+
+
 class AtomicWriter:
     """Write a long output block by block; it appears at ``path`` only once complete.
 
-    Samples go to a hidden temporary file in the destination folder; on a clean exit of the
+    Samples go to a hidden temporary file in the destination folder (see :func:`temp_prefix`;
+    stale ones of earlier, killed runs are removed first); on a clean exit of the
     ``with`` block it is flushed to disk and renamed over ``path`` (``os.replace``, atomic on
     POSIX and Windows); on an exception it is deleted and ``path`` is left as it was.
 
@@ -502,7 +634,10 @@ class AtomicWriter:
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=folder)
+            remove_stale_temps(self.path)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f"{temp_prefix(self.path)}{os.getpid()}.", suffix=".part", dir=folder
+            )
         except OSError as err:
             blocker = next((a for a in (folder, *folder.parents) if a.is_file()), None)
             reason = (
@@ -569,9 +704,8 @@ class AtomicWriter:
             with open(self._tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             # mkstemp creates 0600 files; give the output the permissions of the file it
-            # replaces, or the usual rw-r--r--.
-            mode = self.path.stat().st_mode & 0o7777 if self.path.exists() else 0o644
-            os.chmod(self._tmp, mode)
+            # replaces, or those the umask gives new files.
+            os.chmod(self._tmp, output_mode(self.path))
             os.replace(self._tmp, self.path)
         except (sf.LibsndfileError, OSError) as err:
             self._discard()

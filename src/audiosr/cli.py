@@ -8,10 +8,13 @@ reports it at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import logging
+import signal
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn, Protocol
@@ -37,6 +40,10 @@ AUDIO_SUFFIXES = {
     ".caf",
 }
 SUBTYPES = {"float": "FLOAT", "pcm_16": "PCM_16", "pcm_24": "PCM_24"}
+BATCH_SIZE = 4  # --batch_size default
+CHUNK_DURATION_S = 15.0  # --chunk_duration default (the original's)
+OVERLAP_DURATION_S = 2.0  # --overlap_duration default (the original's)
+ETA = 1.0  # --eta default (the original's DDIM eta)
 
 # Presets: what each changes (explicit flags still win).
 PRESETS: dict[str, dict[str, object]] = {
@@ -82,6 +89,18 @@ def configure_logging(quiet: bool = False, debug: bool = False) -> None:
     root.propagate = False
 
 
+class UsageError(AudioSRError):
+    """A bad combination or value of arguments: reported like argparse's errors (exit 2)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP: unwinds like Ctrl-C, so no temporary file is left."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors; the full usage is in ``--help``."""
 
@@ -89,12 +108,48 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows ``(default: X)`` once: not for flags, unset (None) values, or help that says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default is None
+            or default is False
+            or default == ""
+            or default is argparse.SUPPRESS
+            or action.option_strings == []
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+# One-line summaries for --help; a command missing here shows its description's first line.
+_COMMAND_SUMMARIES = {
+    "convert": "SRC DST: write the weights inference needs to a safetensors file",
+    "eval": "REFS: score engines on degraded copies of full-band recordings",
+    "web": "start the web page (upload, listen, compare, download)",
+}
+
+
+def _commands_epilog() -> str:
+    """One line per sub-command."""
+    lines = ["other commands (each has its own --help):"]
+    for name, (make_parser, _run) in COMMANDS.items():
+        summary = _COMMAND_SUMMARIES.get(name) or (make_parser().description or "").split(". ")[0]
+        lines.append(f"  audiosr {name:<8} {summary}")
+    return "\n".join(lines)
+
+
 def _upsample_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="audiosr",
-        description="Super-resolve audio to 48 kHz with AudioSR. Other commands: "
-        "'audiosr convert SRC DST' (weights to safetensors).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Super-resolve audio to 48 kHz with AudioSR (or a weight-free engine).\n"
+        "Exit status: 0 done, 1 a file failed (the others are still processed), 2 usage error.",
+        epilog=_commands_epilog(),
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("paths", nargs="*", help="input files or folders (searched recursively)")
     p.add_argument(
@@ -113,23 +168,39 @@ def _upsample_parser() -> argparse.ArgumentParser:
         help="official checkpoint (downloaded from Hugging Face on first use)",
     )
     p.add_argument("-d", "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--ddim_steps", type=int, default=None, help="sampler steps (50; preset)")
+    p.add_argument(
+        "--ddim_steps",
+        type=int,
+        default=None,
+        help="sampler steps (default: 50; 10 with --preset fast)",
+    )
     p.add_argument(
         "-gs",
         "--guidance_scale",
         type=float,
         default=None,
-        help="classifier-free guidance scale (3.5; preset)",
+        help="classifier-free guidance scale (default: 3.5)",
     )
     p.add_argument("--seed", type=int, default=42, help="random seed")
     p.add_argument("--suffix", default="_AudioSR_Processed_48K", help="output name suffix")
     p.add_argument(
         "--chunking",
         action="store_true",
-        help="upstream preset: the original's chunked long-audio path",
+        help="with --preset upstream: the original's chunked long-audio path (the default "
+        "path always processes any length in segments)",
     )
-    p.add_argument("--chunk_duration", type=float, default=15, help="seconds (with --chunking)")
-    p.add_argument("--overlap_duration", type=float, default=2, help="seconds (with --chunking)")
+    p.add_argument(
+        "--chunk_duration",
+        type=float,
+        default=None,
+        help=f"seconds per chunk with --chunking (default: {CHUNK_DURATION_S:g})",
+    )
+    p.add_argument(
+        "--overlap_duration",
+        type=float,
+        default=None,
+        help=f"seconds of cross-fade with --chunking (default: {OVERLAP_DURATION_S:g})",
+    )
     p.add_argument("--checkpoint", default=None, help="local checkpoint (.bin/.pt/.safetensors)")
     p.add_argument("--config", default=None, help="model config in the original's YAML/JSON")
     p.add_argument(
@@ -144,10 +215,34 @@ def _upsample_parser() -> argparse.ArgumentParser:
         choices=sorted(PRESETS),
         help="upstream: the original's exact numbers and output format",
     )
-    p.add_argument("--sampler", default=None, choices=["ddim", "dpmpp_2m", "unipc"])
-    p.add_argument("--eta", type=float, default=1.0, help="DDIM stochasticity (0: deterministic)")
-    p.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16", "auto"])
-    p.add_argument("--attention", default=None, choices=["math", "sdpa"], help="(preset)")
+    p.add_argument(
+        "--sampler",
+        default=None,
+        choices=["ddim", "dpmpp_2m", "unipc"],
+        help="diffusion sampler: ddim (the original's), dpmpp_2m (DPM-Solver++(2M)) or unipc; "
+        "the last two need only 10-20 steps (default: from --preset)",
+    )
+    p.add_argument(
+        "--eta",
+        type=float,
+        default=None,
+        help="DDIM stochasticity, 0: deterministic (default: 1, the original's)",
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=["fp32", "bf16", "fp16", "auto"],
+        help="number format of the model: fp32 (exact), bf16/fp16 (about 2x faster where the "
+        "device runs them natively), auto: bf16 on CUDA and CPUs with native bf16, else fp32 "
+        "(default: from --preset)",
+    )
+    p.add_argument(
+        "--attention",
+        default=None,
+        choices=["math", "sdpa"],
+        help="attention kernel: math (reference) or sdpa (fused, same numbers to rounding) "
+        "(default: from --preset)",
+    )
     p.add_argument(
         "--filter_family",
         default=None,
@@ -155,7 +250,10 @@ def _upsample_parser() -> argparse.ArgumentParser:
         help="low-pass family of the condition (default: drawn from the seed)",
     )
     p.add_argument(
-        "--cutoff", type=float, default=None, help="input band limit in Hz (default: detected)"
+        "--cutoff",
+        type=float,
+        default=None,
+        help="input band limit in Hz, up to 24000; below 1000 counts as 1000 (default: detected)",
     )
     p.add_argument(
         "--no_prefilter",
@@ -168,12 +266,24 @@ def _upsample_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="peak-normalise the output like the original instead of keeping loudness",
     )
-    p.add_argument("--batch_size", type=int, default=4, help="segments x channels per call")
+    p.add_argument(
+        "--batch_size",
+        type=int,
+        default=None,
+        help=f"segments x channels per model call (default: {BATCH_SIZE})",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: OMP_NUM_THREADS if set, else 1 for the sinc and dsp "
+        "engines and the idle CPUs for the model; see README, Threads)",
+    )
     p.add_argument(
         "--subtype",
         default=None,
         choices=sorted(SUBTYPES),
-        help="output sample format (pcm_24; pcm_16 for the upstream preset)",
+        help="output sample format (default: pcm_24; pcm_16 with --preset upstream)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument(
@@ -186,6 +296,22 @@ def _upsample_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also save input/output spectrograms as <output stem>.png (needs matplotlib)",
     )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="process on a Ray cluster: no ADDRESS starts one on this machine; 'auto' or "
+        "HOST:PORT joins a running one (needs the [ray] extra)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="--ray: actors (one per GPU)")
+    p.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        help="--ray: GPUs each actor reserves, fractional allowed (1 when the cluster has GPUs)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -195,14 +321,16 @@ def _convert_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="audiosr convert",
         description="Write the tensors inference needs to a safetensors file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("src", help="checkpoint path or model name (basic, speech)")
     p.add_argument("dst", help="output .safetensors path")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument(
+        "--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="weight format"
+    )
     p.add_argument("--config", default=None, help="model config in the original's YAML/JSON")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--debug", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
@@ -219,7 +347,11 @@ class BatchSummary:
             f"done: {len(self.processed)} processed, {len(self.skipped)} skipped "
             f"(output exists; --overwrite to redo), {len(self.failed)} failed"
         ]
-        lines += [f"  failed: {p}: {why}" for p, why in self.failed]
+        # Most reasons already name the file ("cannot read X: ..."): say it once.
+        lines += [
+            f"  failed: {why}" if str(p) in why else f"  failed: {p}: {why}"
+            for p, why in self.failed
+        ]
         return "\n".join(lines)
 
 
@@ -248,12 +380,12 @@ def collect_inputs(args: argparse.Namespace, exclude: Path | None = None) -> lis
     if args.input_file_list:
         lst = Path(args.input_file_list)
         if not lst.is_file():
-            raise AudioSRError(f"input list not found: {lst}")
+            raise UsageError(f"input list not found: {lst}")
         items += read_list(lst)
     items += list(args.input_audio_file or [])
     items += list(args.paths or [])
     if not items:
-        raise AudioSRError("no input: give -i FILE, -il LIST, or files/folders as arguments")
+        raise UsageError("no input: give -i FILE, -il LIST, or files/folders as arguments")
     explicit = set(args.input_audio_file or [])
     jobs: list[Job] = []
     for item in items:
@@ -303,7 +435,7 @@ def _sampling_options(args: argparse.Namespace):
     preset = PRESETS[args.preset]
     steps = args.ddim_steps if args.ddim_steps is not None else preset["ddim_steps"]
     if steps < 1:
-        raise AudioSRError(f"--ddim_steps must be a positive integer, got {steps}")
+        raise UsageError(f"--ddim_steps must be a positive integer, got {steps}")
     precision = args.precision or preset["precision"]
     if precision == "auto":
         import torch
@@ -321,7 +453,7 @@ def _sampling_options(args: argparse.Namespace):
         guidance_scale=float(
             args.guidance_scale if args.guidance_scale is not None else preset["guidance_scale"]
         ),
-        eta=float(args.eta),
+        eta=float(args.eta if args.eta is not None else ETA),
         seed=int(args.seed),
         sampler=args.sampler or preset["sampler"],
         precision=precision,
@@ -354,30 +486,111 @@ class _RunBar:
         self.bar.close()
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Reject impossible values before anything is read, created or loaded.
+
+    Raises:
+        UsageError: a value out of range (exit status 2, like argparse's own errors).
+    """
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch_size must be >= 1, got {args.batch_size}")
+    if args.cutoff is not None and not 0 < args.cutoff <= 24_000:
+        raise UsageError(f"--cutoff must be in (0, 24000] Hz, got {args.cutoff:g}")
+    for flag in ("chunk_duration", "overlap_duration"):
+        value = getattr(args, flag)
+        if value is not None and not value >= 0:
+            raise UsageError(f"--{flag} must be >= 0 seconds, got {value:g}")
+    chunk = args.chunk_duration if args.chunk_duration is not None else CHUNK_DURATION_S
+    overlap = args.overlap_duration if args.overlap_duration is not None else OVERLAP_DURATION_S
+    if args.chunking and chunk <= overlap:
+        raise UsageError(
+            f"--chunk_duration ({chunk:g} s) must be longer than --overlap_duration ({overlap:g} s)"
+        )
+    if args.input_file_list and not Path(args.input_file_list).expanduser().is_file():
+        raise UsageError(f"input list not found: {args.input_file_list}")
+    if not (args.input_file_list or args.input_audio_file or args.paths):
+        raise UsageError("no input: give -i FILE, -il LIST, or files/folders as arguments")
+
+
+# Flags only one of the two paths reads: (flag, attribute), given when not None/False.
+_UPSTREAM_ONLY = (
+    ("--chunking", "chunking"),
+    ("--chunk_duration", "chunk_duration"),
+    ("--overlap_duration", "overlap_duration"),
+)
+_MODERN_ONLY = (
+    ("--cutoff", "cutoff"),
+    ("--no_prefilter", "no_prefilter"),
+    ("--force", "force"),
+    ("--normalize", "normalize"),
+    ("--batch_size", "batch_size"),
+    ("--sampler", "sampler"),
+    ("--eta", "eta"),
+    ("--precision", "precision"),
+    ("--attention", "attention"),
+    ("--filter_family", "filter_family"),
+)
+
+
+def warn_ignored_flags(args: argparse.Namespace) -> list[str]:
+    """One warning line naming the given flags that the chosen path does not read.
+
+    Returns:
+        The ignored flags (empty when none).
+    """
+    upstream = args.preset == "upstream"
+    table = _MODERN_ONLY if upstream else _UPSTREAM_ONLY
+    given = [flag for flag, attr in table if getattr(args, attr) not in (None, False)]
+    if given:
+        if upstream:
+            why = "the original's path (--preset upstream) has no such options"
+        else:
+            why = (
+                "they belong to the original's chunked path (--preset upstream --chunking); "
+                "this path always processes any length in 10.24 s segments"
+            )
+        log.warning("ignored: %s (%s)", ", ".join(given), why)
+    return given
+
+
 def run_upsample(args: argparse.Namespace) -> int:
     """The main job: every input -> ``<save_path>/<stem><suffix>.wav`` at 48 kHz.
 
     Inputs found in a folder keep their sub-folder below the output folder. Returns 1 when
     any input failed (the others are still processed), else 0.
     """
-    from .pipeline import MIN_CUTOFF_HZ, SAMPLE_RATE
-
     # Arguments first: nothing is created or loaded for a run that cannot start.
+    check_arguments(args)
+    warn_ignored_flags(args)
     options = _sampling_options(args)
     upstream = args.preset == "upstream"
     subtype = SUBTYPES[args.subtype] if args.subtype else ("PCM_16" if upstream else "PCM_24")
-    if args.batch_size < 1:
-        raise AudioSRError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if args.cutoff is not None and not MIN_CUTOFF_HZ <= args.cutoff <= SAMPLE_RATE / 2:
-        raise AudioSRError(
-            f"--cutoff must be in [{MIN_CUTOFF_HZ:.0f}, {SAMPLE_RATE // 2}] Hz, got {args.cutoff:g}"
-        )
+    if args.ray is not None:
+        from .cluster import check_args
+
+        check_args(args)
+    elif args.workers is not None or args.gpus_per_worker is not None:
+        raise UsageError("--workers and --gpus-per-worker size a --ray run: add --ray")
     jobs = collect_inputs(args, exclude=Path(args.save_path).expanduser())
+    missing = [job.src for job in jobs if not job.src.exists()]
+    if len(missing) == len(jobs):  # nothing to do: do not create the output folder
+        for src in missing:
+            log.error("cannot read %s: no such file", src)
+        if len(jobs) > 1:
+            log.warning("done: 0 processed, 0 skipped, %d failed", len(jobs))
+        return 1
     out_dir = _output_dir(args, jobs)
     if args.plot:
         from .eval.plots import new_figure
 
         new_figure()  # fail now, with the install hint, rather than after every file
+    if args.ray is not None:  # the same files, processed by a Ray actor pool
+        from .cluster import run_on_ray
+
+        summary = run_on_ray(jobs, out_dir, subtype, args)
+        if len(jobs) > 1:
+            (log.warning if summary.failed else log.info)("%s", summary.report())
+        return 1 if summary.failed else 0
     runner = _upstream_processor(args, options) if upstream else _modern_processor(args, options)
 
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -420,6 +633,17 @@ class _OneByOne:
         pass
 
 
+def _output_name(src: Path, suffix: str) -> str:
+    """``<stem><suffix>.wav``, shortened with a hash when over 255 bytes (see ``fit_name``)."""
+    from .audio_io import fit_name
+
+    name = f"{src.stem}{suffix}.wav"
+    fitted = fit_name(name)
+    if fitted != name:
+        log.warning("%s: output name too long for the file system; writing %s", src, fitted)
+    return fitted
+
+
 def _run_batch(
     jobs: list[Job],
     out_dir: Path,
@@ -429,6 +653,8 @@ def _run_batch(
 ) -> BatchSummary:
     """Every job in order; a failure is logged and recorded, and the batch goes on."""
     from tqdm.auto import tqdm
+
+    from .audio_io import remove_stale_temps
 
     summary = BatchSummary()
     inputs = {job.src.resolve() for job in jobs if job.src.exists()}
@@ -461,7 +687,7 @@ def _run_batch(
 
     for job in tqdm(jobs, desc="files", unit="file", disable=args.quiet or len(jobs) < 2):
         src = job.src
-        dst = out_dir / job.subdir / f"{src.stem}{args.suffix}.wav"
+        dst = out_dir / job.subdir / _output_name(src, args.suffix)
         key = dst.resolve()
         if key in inputs:
             why = f"output {dst} would overwrite an input; change --suffix or -s"
@@ -475,6 +701,7 @@ def _run_batch(
             continue
         claimed[key] = src
         if dst.exists() and not args.overwrite:
+            remove_stale_temps(dst)  # an interrupted --overwrite run may have left one
             summary.skipped.append(src)
             log.info("%s exists: skipped (--overwrite to redo)", dst)
             continue
@@ -526,7 +753,7 @@ def _modern_processor(args: argparse.Namespace, options) -> Runner:
         prefilter=not args.no_prefilter,
         force=args.force,
         keep_loudness=not args.normalize,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size if args.batch_size is not None else BATCH_SIZE,
     )
     batcher = FileBatcher(
         engine, pipeline, on_planned=bar.planned, on_call=None if diffusion else bar.advance
@@ -558,8 +785,14 @@ def _upstream_processor(args: argparse.Namespace, options) -> Runner:
                 seed=args.seed,
                 ddim_steps=options.steps,
                 guidance_scale=options.guidance_scale,
-                chunk_duration_s=args.chunk_duration,
-                overlap_duration_s=args.overlap_duration,
+                chunk_duration_s=(
+                    args.chunk_duration if args.chunk_duration is not None else CHUNK_DURATION_S
+                ),
+                overlap_duration_s=(
+                    args.overlap_duration
+                    if args.overlap_duration is not None
+                    else OVERLAP_DURATION_S
+                ),
             ).numpy()
         else:
             out = upstream.super_resolution(
@@ -587,18 +820,86 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _web_parser() -> argparse.ArgumentParser:
+    from .web import cli as web_cli
+
+    return web_cli.build_parser(_Parser)
+
+
+def run_web(args: argparse.Namespace) -> int:
+    from .web import cli as web_cli
+
+    return web_cli.run(args)
+
+
 COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[..., int]]] = {
     "convert": (_convert_parser, run_convert),
     "eval": (eval_cli.build_parser, eval_cli.run),
+    "web": (_web_parser, run_web),
 }
 
 
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP unwind like Ctrl-C (SIGINT).
+
+    The :class:`Interrupted` exception they raise runs every ``finally`` and ``__exit__`` on
+    the way out, so the temporary file of an output being written is deleted and no output
+    is left half-written. A repeated signal during that clean-up is ignored. The previous
+    handlers are restored on exit. Outside the main thread signals cannot be handled, and
+    the block changes nothing.
+    """
+    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        for sig in wanted:  # one clean unwind: later signals wait for it
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def cpu_threads(args: argparse.Namespace) -> Iterator[None]:
+    """Use ``--threads`` (or :func:`~audiosr.threads.default_threads`) CPU threads inside.
+
+    The count torch had before is restored on exit (``main`` may be called from Python).
+    """
+    from .threads import default_threads, prepare_runtime, set_threads
+
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    if threads is None:
+        threads = default_threads(getattr(args, "engine", "audiosr"))
+    prepare_runtime(threads)  # before torch loads: passive waiting, thread variables
+    previous = set_threads(threads)
+    try:
+        yield
+    finally:
+        set_threads(previous)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 failure, 2 usage error)."""
+    """Entry point; returns the exit status.
+
+    0: done; 1: an input or the run failed; 2: usage error (bad flags or values, no input,
+    a missing input list); 128 + N: stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
+        prog = f"audiosr {argv[0]}"
         make_parser, run = COMMANDS[argv.pop(0)]
     else:
+        prog = "audiosr"
         make_parser, run = _upsample_parser, run_upsample
     try:
         args = make_parser().parse_args(argv)
@@ -606,15 +907,20 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     configure_logging(quiet=args.quiet, debug=args.debug)
     try:
-        return run(args)
+        with signals_as_interrupts(), cpu_threads(args):
+            return run(args)
+    except UsageError as exc:
+        sys.stderr.write(f"{prog}: error: {exc} (see {prog} --help)\n")
+        return 2
     except (AudioSRError, ValueError, FileNotFoundError) as exc:
         if args.debug:
             log.exception("error")
         log.error("error: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return 1
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        log.error("interrupted (%s)", signal.Signals(signum).name)
+        return 128 + int(signum)
     except Exception as exc:
         if args.debug:
             raise

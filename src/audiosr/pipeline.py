@@ -432,12 +432,13 @@ class _FileSink(_Sink):
         )
 
     @staticmethod
-    def _spool_dir(dst: Path) -> tempfile.TemporaryDirectory:
+    def _spool_dir(dst: Path) -> tempfile.TemporaryDirectory[str]:
+        from .audio_io import spool_directory
         from .errors import AudioWriteError
 
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            return tempfile.TemporaryDirectory(prefix=f".{dst.name}.", dir=dst.parent)
+            return spool_directory(dst)
         except OSError as err:
             reason = f"folder {dst.parent} is not writable ({err.strerror})"
             raise AudioWriteError(f"cannot write {dst}: {reason}") from None

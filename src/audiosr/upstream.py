@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch import Tensor
 
@@ -27,7 +26,6 @@ from .dsp.gain import peak_normalize_final
 from .dsp.lowpass import draw_filter_family
 from .dsp.resample import resample_sinc
 from .engines.diffusion import DiffusionRuntime, Generators, generate
-from .errors import AudioReadError
 from .weights import load_model
 
 log = logging.getLogger(__name__)
@@ -89,18 +87,18 @@ def read_audio_upstream(path: str | os.PathLike[str]) -> tuple[Tensor, float]:
     Returns:
         (wave [L] float32 at 48 kHz, duration in seconds of the ORIGINAL file).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AudioReadError(f"{path}: no such file")
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioReadError(f"{path}: cannot decode audio ({exc})") from None
-    if data.shape[0] == 0:
-        raise AudioReadError(f"{path}: the file holds no samples")
-    duration = data.shape[0] / sr
-    wave = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
+    data, sr = _read_any(path)
+    duration = data.shape[1] / sr
+    wave = torch.from_numpy(np.ascontiguousarray(data[0]))
     return resample_sinc(wave, int(sr), SAMPLE_RATE), duration
+
+
+def _read_any(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """Every channel of a file as float32 ``[C, T]`` and its rate; any format we read
+    (M4A/AAC too, through PyAV), any channel count, like the original's loader."""
+    from .audio_io import read_audio
+
+    return read_audio(path, max_channels=1 << 16)
 
 
 def prepare_upstream_batch(wave: Tensor, duration_s: float) -> Tensor:
@@ -182,17 +180,21 @@ def super_resolution_long_audio(
     Returns:
         Tensor [1, L_in] at 48 kHz, clamped to [-1, 1].
     """
-    path = Path(input_file)
-    if not path.is_file():
-        raise AudioReadError(f"{path}: no such file")
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    wave = torch.from_numpy(np.ascontiguousarray(data.T)).mean(0)
-    wave = resample_sinc(wave, int(sr), SAMPLE_RATE)
-    total = wave.shape[-1]
+    if not overlap_duration_s >= 0:
+        raise ValueError(f"overlap_duration_s must be >= 0 seconds, got {overlap_duration_s}")
+    if not chunk_duration_s > overlap_duration_s:
+        raise ValueError(
+            f"chunk_duration_s ({chunk_duration_s}) must be longer than overlap_duration_s "
+            f"({overlap_duration_s})"
+        )
     chunk = int(chunk_duration_s * SAMPLE_RATE)
     overlap = int(overlap_duration_s * SAMPLE_RATE)
-    if chunk <= overlap:
-        raise ValueError("chunk_duration_s must be longer than overlap_duration_s")
+    if chunk <= overlap:  # both round down to whole samples
+        raise ValueError("chunk_duration_s must be at least one sample longer than the overlap")
+    data, sr = _read_any(input_file)
+    wave = torch.from_numpy(data).mean(0)
+    wave = resample_sinc(wave, int(sr), SAMPLE_RATE)
+    total = wave.shape[-1]
     step = chunk - overlap
     out = torch.zeros(total)
     weight = torch.zeros(total)
@@ -208,11 +210,12 @@ def super_resolution_long_audio(
         y = y / (y.abs().max() + 1e-8) * peak
         fade = torch.ones(n)
         ov = min(overlap, n)
-        ramp = torch.hann_window(2 * ov, periodic=False)
-        if start > 0:
-            fade[:ov] = ramp[:ov]
-        if start + n < total:
-            fade[-ov:] = ramp[ov:]
+        if ov > 0:  # no overlap: chunks are butted together, nothing to fade
+            ramp = torch.hann_window(2 * ov, periodic=False)
+            if start > 0:
+                fade[:ov] = ramp[:ov]
+            if start + n < total:
+                fade[n - ov :] = ramp[ov:]
         out[start : start + n] += y * fade
         weight[start : start + n] += fade
         if start + n >= total:
@@ -236,7 +239,7 @@ def save_wave(
     Returns:
         The written paths.
     """
-    from .audio_io import audio_info, write_audio
+    from .audio_io import NAME_MAX, audio_info, fit_name, write_audio
 
     arr = waveform.detach().cpu().numpy() if isinstance(waveform, Tensor) else np.asarray(waveform)
     if arr.ndim == 2:
@@ -251,7 +254,10 @@ def save_wave(
         if stem.lower().endswith(".wav"):
             stem = stem[:-4]
         fname = f"{stem}_{i}.wav" if arr.shape[0] > 1 else f"{stem}.wav"
-        dst = Path(savepath) / fname
+        short = fit_name(fname)  # the original also falls back to a hashed name
+        if short != fname:
+            log.warning("file name over %d bytes; saving as %s", NAME_MAX, short)
+        dst = Path(savepath) / short
         write_audio(dst, arr[i][:, :keep], samplerate, subtype="PCM_16", protect=[Path(inputpath)])
         written.append(dst)
     log.info("saved %s", ", ".join(str(p) for p in written))
@@ -259,6 +265,9 @@ def save_wave(
 
 
 def read_list(fname: str | os.PathLike[str]) -> list[str]:
-    """Read a list file: one path per line, blank lines dropped (original semantics)."""
-    with open(fname, encoding="utf-8") as f:
+    """Read a list file: one path per line, surrounding blanks and blank lines dropped.
+
+    A UTF-8 byte-order mark (Windows editors write one) is not part of the first path.
+    """
+    with open(fname, encoding="utf-8-sig") as f:
         return [line.strip() for line in f if line.strip()]

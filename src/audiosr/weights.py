@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import pickle
+import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +33,7 @@ HF_REPOS: dict[str, str] = {
 }
 CHECKPOINT_FILENAME = "pytorch_model.bin"
 # Seconds the hub client may wait on the network before we give up and tell the user.
-HUB_TIMEOUT_S = 10.0
+HUB_TIMEOUT_S = 5.0
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
@@ -63,10 +64,30 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
     return _download(HF_REPOS[text], text)
 
 
+def download_hint(repo_id: str, name: str) -> str:
+    """What to do when the weights are not cached and cannot be fetched (one line)."""
+    return (
+        f"the {name!r} weights ({repo_id}/{CHECKPOINT_FILENAME}, 6.2 GB) are not cached and "
+        "the Hugging Face Hub cannot be reached; where it can, run "
+        f"'hf download {repo_id} {CHECKPOINT_FILENAME}' (fills the cache; or pass the file "
+        "with --checkpoint PATH), or use --engine dsp, which needs no weights"
+    )
+
+
 def _download(repo_id: str, name: str) -> Path:
-    """Fetch ``pytorch_model.bin`` from the hub cache or network, failing fast and clearly."""
+    """Fetch ``pytorch_model.bin`` from the hub cache or network, failing fast and clearly.
+
+    Without network, ``hf_hub_download`` retries its first request five times with growing
+    pauses (27 s in all). One metadata request without retries (at most
+    :data:`HUB_TIMEOUT_S` seconds) tells first whether the hub answers at all.
+    """
     try:
-        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+        from huggingface_hub import (
+            get_hf_file_metadata,
+            hf_hub_download,
+            hf_hub_url,
+            try_to_load_from_cache,
+        )
     except ImportError:  # pragma: no cover - huggingface_hub is a core dependency
         raise CheckpointError(
             "huggingface_hub is not installed: pip install huggingface_hub"
@@ -74,22 +95,25 @@ def _download(repo_id: str, name: str) -> Path:
     cached = try_to_load_from_cache(repo_id, CHECKPOINT_FILENAME)
     if isinstance(cached, str) and Path(cached).is_file():
         return Path(cached)
-    hint = (
-        f"the {name!r} weights ({repo_id}/{CHECKPOINT_FILENAME}, 6.2 GB) are not cached and "
-        "could not be downloaded; download them where the Hugging Face Hub is reachable "
-        f"(huggingface-cli download {repo_id} {CHECKPOINT_FILENAME}), pass --checkpoint PATH, "
-        "or use --engine dsp, which needs no weights"
-    )
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+    hint = download_hint(repo_id, name)
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
         raise CheckpointError(hint + " (HF_HUB_OFFLINE is set)")
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(HUB_TIMEOUT_S)))
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, CHECKPOINT_FILENAME), timeout=HUB_TIMEOUT_S)
+    except Exception as exc:  # DNS, connection, timeout, proxy, HTTP errors: all mean "no"
+        raise CheckpointError(f"{hint} ({_reason(exc)})") from None
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(HUB_TIMEOUT_S)))
     log.info("downloading %s/%s (first use only)", repo_id, CHECKPOINT_FILENAME)
     try:
         return Path(hf_hub_download(repo_id, CHECKPOINT_FILENAME))
     except Exception as exc:  # network errors come in many types; all mean the same here
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{hint} ({type(exc).__name__}: {reason})") from None
+        raise CheckpointError(f"{hint} ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    """``Type: first line`` of an exception, at most 200 characters of message."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
 
 
 def _open_state_dict(path: Path) -> Mapping[str, Tensor]:
@@ -98,7 +122,7 @@ def _open_state_dict(path: Path) -> Mapping[str, Tensor]:
         raise CheckpointError(f"checkpoint file not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint file is empty: {path}")
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         return _SafetensorsView(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -265,12 +289,23 @@ def convert_checkpoint(
     }
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".partial")
     from dataclasses import asdict
 
-    save_file(
-        out, str(tmp), metadata={"format": "pt", "audiosr_config": json.dumps(asdict(config))}
+    from .audio_io import output_mode, remove_stale_temps, temp_prefix
+
+    remove_stale_temps(dst)
+    fd, name = tempfile.mkstemp(
+        prefix=f"{temp_prefix(dst)}{os.getpid()}.", suffix=".part", dir=dst.parent
     )
-    os.replace(tmp, dst)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        save_file(
+            out, str(tmp), metadata={"format": "pt", "audiosr_config": json.dumps(asdict(config))}
+        )
+        os.chmod(tmp, output_mode(dst))  # safetensors and mkstemp both create 0600 files
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
     log.info("wrote %d tensors (%s) to %s", len(out), dtype, dst)
     return dst

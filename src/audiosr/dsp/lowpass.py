@@ -17,7 +17,10 @@ Divergences from the original, both documented where they apply:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +93,37 @@ def resample_down_rate(cutoff_hz: float, sample_rate: int = 48_000) -> int:
     return int(wn * sample_rate)
 
 
+@contextlib.contextmanager
+def _blocked_modules_hidden() -> Iterator[None]:
+    """Temporarily drop ``None`` entries from ``sys.modules``; put them back afterwards.
+
+    Hosts block optional libraries with ``sys.modules["cupy"] = None``. scipy's array-API
+    layer (``resample_poly`` in scipy 1.15+) tells array types apart by looking up
+    ``sys.modules["cupy"]``, ``["jax"]``, ``["sparse"]``, ... and takes ``None`` for a loaded
+    module (``'NoneType' object has no attribute 'ndarray'``). Nothing is imported here.
+    """
+    blocked = [name for name, module in list(sys.modules.items()) if module is None]
+    for name in blocked:
+        sys.modules.pop(name, None)
+    try:
+        yield
+    finally:
+        for name in blocked:
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
+def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """``scipy.signal.resample_poly(x, up, down)`` (its defaults), also on hosts that block
+    modules with ``sys.modules[name] = None`` (see :func:`_blocked_modules_hidden`)."""
+    try:
+        return scipy.signal.resample_poly(x, up, down)
+    except AttributeError:
+        if not any(module is None for module in list(sys.modules.values())):
+            raise
+    with _blocked_modules_hidden():
+        return scipy.signal.resample_poly(x, up, down)
+
+
 def _fit_length(y: np.ndarray, length: int) -> np.ndarray:
     """Crop, or zero-pad at the end, to ``length`` samples."""
     if len(y) >= length:
@@ -138,8 +172,8 @@ def lowpass_stages(
     sos = design_lowpass(family, order, cutoff_hz, sample_rate)
     stage1 = scipy.signal.sosfiltfilt(sos, wave)
     fs_down = resample_down_rate(cutoff_hz, sample_rate)
-    down = scipy.signal.resample_poly(stage1, fs_down, sample_rate)
-    stage2 = _fit_length(scipy.signal.resample_poly(down, sample_rate, fs_down), len(stage1))
+    down = resample_poly(stage1, fs_down, sample_rate)
+    stage2 = _fit_length(resample_poly(down, sample_rate, fs_down), len(stage1))
     stage3 = _fit_length(scipy.signal.sosfiltfilt(sos, stage2), len(stage1))
     return LowpassStages(sos, fs_down, stage1, stage2, stage3)
 

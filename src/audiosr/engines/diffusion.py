@@ -638,6 +638,17 @@ class AudioSREngine:
         self.progress = progress
         self.on_step = on_step
 
+    def with_options(self, options: SamplingOptions) -> AudioSREngine:
+        """The same model with other sampling options; which of the original's DSP steps
+        run (``lowpass_condition``, ``merge_low_band``, ``normalize_rows``) stays as here."""
+        keep = {
+            name: getattr(self.options, name)
+            for name in ("lowpass_condition", "merge_low_band", "normalize_rows")
+        }
+        return AudioSREngine(
+            self.runtime, options.replace(**keep), progress=self.progress, on_step=self.on_step
+        )
+
     @property
     def steps(self) -> int:
         """Sampler steps (model evaluations) per call."""
