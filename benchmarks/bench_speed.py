@@ -6,6 +6,8 @@ Re-run with::
     python benchmarks/bench_speed.py --steps 3            # quick: 3 steps run, 50 extrapolated
     python benchmarks/bench_speed.py --device cuda --durations 5.12,10.24
     python benchmarks/bench_speed.py --stage-errors       # per-stage half-precision error only
+    python benchmarks/bench_speed.py --pipeline upstream,quality,fast --threads 1 --steps 2
+                                                          # the whole path of each CLI preset
 
 One process builds the full-size model (``AudioSRConfig()``, 672 M parameters) with random
 weights from a seeded generator (PyTorch's default init ranges, norms at 1/0), so every row
