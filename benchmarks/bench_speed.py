@@ -518,7 +518,7 @@ def end_to_end_stage_errors(
 # Functions timed wherever an ``audiosr`` module has imported them: the pipeline's own DSP
 # steps, then the engine's copies of them (the original's low-pass simulation and low-band
 # merges), which the pipeline path should not run a second time.
-PIPELINE_STEPS = (
+TIMED_STEPS = (
     "detect_cutoff_hz",
     "prefilter_lowpass",
     "merge_low_band",
@@ -635,7 +635,7 @@ def run_pipeline(model, config, args: argparse.Namespace) -> list[dict]:
             for m in holders:
                 m.generate = timed_generate
             try:
-                with _timed_functions(PIPELINE_STEPS, clock, totals), torch.inference_mode():
+                with _timed_functions(TIMED_STEPS, clock, totals), torch.inference_mode():
                     start = clock()
                     if preset == "upstream":
                         upstream.super_resolution(
@@ -661,7 +661,7 @@ def run_pipeline(model, config, args: argparse.Namespace) -> list[dict]:
             "post_s": stage_times.get("post", 0.0),
             "other_s": extrapolated - sampler * target / run - networks,
         }
-        for name in PIPELINE_STEPS:
+        for name in TIMED_STEPS:
             row[name] = (totals.get(name, 0.0), int(totals.get(f"{name} calls", 0)))
         rows.append(row)
         log.info("%s: %s", preset, row)
@@ -670,24 +670,28 @@ def run_pipeline(model, config, args: argparse.Namespace) -> list[dict]:
 
 def _pipeline_engine(runtime, options: SamplingOptions):
     """The engine ``api.make_engine`` builds around an existing runtime (no weight loading)."""
-    from audiosr import api
+    from audiosr import config
     from audiosr.engines.diffusion import AudioSREngine
 
-    wrap = getattr(api, "pipeline_sampling_options", None)  # absent before the one-pipeline change
-    return AudioSREngine(runtime, wrap(options) if wrap else options)
+    steps = getattr(config, "PIPELINE_STEPS", None)  # absent before the one-pipeline change
+    return (
+        AudioSREngine(runtime, options)
+        if steps is None
+        else AudioSREngine(runtime, options, steps=steps)
+    )
 
 
 def report_pipeline(rows: list[dict]) -> str:
     header = ["preset", "steps", "total s", "sampler s", "enc s", "dec s", "voc s", "cond s"]
     header += ["post s"]
-    header += ["other s"] + [f"{n} ms (calls)" for n in PIPELINE_STEPS]
+    header += ["other s"] + [f"{n} ms (calls)" for n in TIMED_STEPS]
     body = []
     for r in rows:
         cells = [r["preset"], r["steps"]]
         cells += [_fmt(r[k], 1) for k in ("total_s", "sampler_s")]
         cells += [_fmt(r[k], 1) for k in ("encoder_s", "decoder_s", "vocoder_s")]
         cells += [_fmt(r[k], 3) for k in ("condition_s", "post_s", "other_s")]
-        cells += [f"{1000 * r[n][0]:.0f} ({r[n][1]})" for n in PIPELINE_STEPS]
+        cells += [f"{1000 * r[n][0]:.0f} ({r[n][1]})" for n in TIMED_STEPS]
         body.append(cells)
     return markdown_table(header, body)
 

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from audiosr import cli, pipeline
-from audiosr.api import make_engine, pipeline_sampling_options
+from audiosr.api import make_engine
 from audiosr.audio_io import write_audio
-from audiosr.config import SamplingOptions
+from audiosr.config import PIPELINE_STEPS, SamplingOptions
 from audiosr.engines import diffusion
 from audiosr.engines.base import SincEngine
 from audiosr.engines.dsp import DSPEngine
@@ -123,7 +123,7 @@ def test_each_step_runs_once_and_the_engine_sees_the_file_gain(golden, monkeypat
         options=SamplingOptions(steps=2, guidance_scale=1.0),
         on_step=steps.append,
     )
-    assert engine.options == pipeline_sampling_options(SamplingOptions(steps=2, guidance_scale=1.0))
+    assert engine.steps == PIPELINE_STEPS  # none of the original's copies of pipeline steps
     counts: dict[str, int] = {}
     for name in ("simulate_lowpass", "replace_low_mel_bins", "replace_low_band"):
         _spy(monkeypatch, diffusion, name, counts)
@@ -150,7 +150,7 @@ def test_each_step_runs_once_and_the_engine_sees_the_file_gain(golden, monkeypat
     assert seen[0] == pytest.approx(0.5, rel=0.05)
     assert seen[1] < 0.1 and seen[1] == pytest.approx(gain * np.abs(x[:, 5 * SR :]).max(), rel=0.3)
     # One progress call per sampler step of each call, with the rows it advanced.
-    assert steps == [1] * (2 * engine.steps) and engine.steps == 2
+    assert steps == [1] * (2 * engine.sampler_steps) and engine.sampler_steps == 2
 
 
 def test_cli_prints_the_band_limit_of_each_file(tmp_path: Path, capsys) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import AudioSRConfig, SamplingOptions
+from .config import PIPELINE_STEPS, AudioSRConfig, EngineSteps, SamplingOptions
 from .devices import resolve_device
 from .engines.base import Engine
 from .pipeline import SAMPLE_RATE, PipelineOptions, UpsampleReport, upsample, upsample_file
@@ -28,17 +28,6 @@ log = logging.getLogger(__name__)
 ENGINE_NAMES = ("audiosr", "dsp", "sinc")
 
 
-def pipeline_sampling_options(options: SamplingOptions) -> SamplingOptions:
-    """``options`` for the diffusion engine inside the pipeline.
-
-    The pipeline low-passes each channel at its band limit, sets one gain per file and keeps
-    the input's own low band (:mod:`audiosr.pipeline`), so the engine's versions of these
-    steps (the original's low-pass simulation, per-row peak normalisation, mel-bin and STFT
-    low-band replacement) would only do the same work again.
-    """
-    return options.replace(lowpass_condition=False, merge_low_band=False, normalize_rows=False)
-
-
 def make_engine(
     engine: str = "audiosr",
     *,
@@ -46,14 +35,17 @@ def make_engine(
     config: AudioSRConfig | str | os.PathLike[str] | None = None,
     device: str | torch.device | None = "auto",
     options: SamplingOptions | None = None,
+    steps: EngineSteps | None = None,
     progress: bool = False,
     on_step: Callable[[int], None] | None = None,
 ) -> Engine:
     """Build an engine for the pipeline by name: ``audiosr`` (diffusion, official weights),
     ``dsp``, ``sinc``.
 
-    The diffusion engine runs ``options`` through :func:`pipeline_sampling_options`; it calls
-    ``on_step(rows)`` after every sampler step (a progress hook; the others never call it).
+    ``steps`` says which of the original's own steps the diffusion engine runs; by default
+    none of those the pipeline does itself (:data:`~audiosr.config.PIPELINE_STEPS`: low-pass
+    simulation, per-row peak, mel-bin and STFT low-band replacement). The diffusion engine
+    calls ``on_step(rows)`` after every sampler step (a progress hook).
 
     Raises:
         ValueError: unknown engine name.
@@ -82,7 +74,8 @@ def make_engine(
     net = load_model(cfg, model, device=dev)
     return AudioSREngine(
         DiffusionRuntime(net, cfg),
-        pipeline_sampling_options(options or SamplingOptions()),
+        options or SamplingOptions(),
+        steps=PIPELINE_STEPS if steps is None else steps,
         progress=progress,
         on_step=on_step,
     )

@@ -746,7 +746,7 @@ def _modern_processor(args: argparse.Namespace, options) -> Runner:
     from .engines.diffusion import AudioSREngine
 
     diffusion = isinstance(engine, AudioSREngine)  # advances the bar per sampler step
-    bar = _RunBar(not args.quiet, engine.steps if diffusion else 1)
+    bar = _RunBar(not args.quiet, engine.sampler_steps if diffusion else 1)
     bars.append(bar)
     pipeline = PipelineOptions(
         cutoff_hz=args.cutoff,

@@ -284,14 +284,6 @@ class SamplingOptions:
         offload: keep the weights in host memory and move each stage (condition encoder,
             UNet, decoder, vocoder) to the device only while it runs, so GPU memory holds one
             stage at a time (for small GPUs; costs one host-to-device copy per stage and call).
-        lowpass_condition: build the condition by low-passing the input at its cutoff with
-            the drawn filter family (spec §4), as the original does. The real-world pipeline
-            has already low-passed each channel at its band limit and turns this off.
-        merge_low_band: replace the decoded mel's low bins (spec §9.2) and the vocoder
-            output's low STFT band (spec §9.4) by the condition's, as the original does. The
-            pipeline keeps the input's own low band itself (one crossover) and turns this off.
-        normalize_rows: the pipeline engine (``AudioSREngine``) scales each row to peak 0.5
-            and back. The pipeline sets one gain per file instead and turns this off.
     """
 
     steps: int = 50
@@ -307,9 +299,6 @@ class SamplingOptions:
     cuda_graphs: bool = False
     channels_last: bool = False
     offload: bool = False
-    lowpass_condition: bool = True
-    merge_low_band: bool = True
-    normalize_rows: bool = True
 
     def __post_init__(self) -> None:
         if int(self.steps) < 1:
@@ -320,9 +309,7 @@ class SamplingOptions:
             raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.attention not in ("math", "sdpa"):
             raise ValueError(f"attention must be 'math' or 'sdpa', got {self.attention!r}")
-        switches = ("batched_cfg", "compile", "cuda_graphs", "channels_last", "offload")
-        switches += ("lowpass_condition", "merge_low_band", "normalize_rows")
-        for name in switches:
+        for name in ("batched_cfg", "compile", "cuda_graphs", "channels_last", "offload"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.cuda_graphs and not self.compile:
@@ -335,3 +322,34 @@ class SamplingOptions:
 
     def replace(self, **changes: Any) -> SamplingOptions:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class EngineSteps:
+    """Which of the original's own steps the diffusion engine runs (all, by default).
+
+    ``--preset upstream`` and the drop-in API keep every one: they are part of the original's
+    numbers. The modern pipeline already low-passes at the detected band limit, keeps one gain
+    per file and merges its own low band, so it may switch the engine's copies off.
+
+    Attributes:
+        simulate_lowpass: build the condition from the original's low-pass simulation of the
+            input (spec §4); False conditions on the input as given (already band-limited).
+        replace_mel_bins: replace the decoded mel's low bins by the condition's (spec §9.2).
+        merge_low_band: the STFT-domain low-band merge after the vocoder (spec §9.4).
+        peak_normalize: the engine adapter scales each row to peak 0.5 (the level the model was
+            trained on) and back.
+    """
+
+    simulate_lowpass: bool = True
+    replace_mel_bins: bool = True
+    merge_low_band: bool = True
+    peak_normalize: bool = True
+
+
+ALL_STEPS = EngineSteps()  # the original's behaviour: every step on
+# The real-world pipeline (audiosr.pipeline) pre-filters each channel at its band limit, sets
+# one gain per file and keeps each channel's own low band: the engine's copies are off.
+PIPELINE_STEPS = EngineSteps(
+    simulate_lowpass=False, replace_mel_bins=False, merge_low_band=False, peak_normalize=False
+)

@@ -18,10 +18,11 @@
     12. write          soft limit above 0.99 for integer formats; atomic, block by block
 
 The engine does none of 4, 7 or 9 a second time: the diffusion engine built for this pipeline
-(:func:`audiosr.api.make_engine`) skips its own low-pass simulation, per-row peak
-normalisation and low-band merges (``SamplingOptions.lowpass_condition``,
-``normalize_rows``, ``merge_low_band``). Channels already full band in a processed file (and
-silent ones) skip the engine and are kept as they are.
+(:func:`audiosr.api.make_engine`) runs with :data:`~audiosr.config.PIPELINE_STEPS`, i.e.
+without its own low-pass simulation, per-row peak normalisation, mel-bin replacement and STFT
+low-band merge (:class:`~audiosr.config.EngineSteps`), and vocodes only the samples a row holds.
+Channels already full band in a processed file (and silent ones) skip the engine and are kept
+as they are.
 
 Memory is bounded by a few segments whatever the input length: a file whose samples fit in
 :data:`ANALYSIS_BUDGET` is read once and kept; a longer one is read twice (excerpts for the

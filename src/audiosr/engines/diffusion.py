@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..config import AudioSRConfig, SamplingOptions
+from ..config import ALL_STEPS, AudioSRConfig, EngineSteps, SamplingOptions
 from ..diffusion.guidance import Denoiser, classifier_free, concat_condition
 from ..diffusion.samplers import SAMPLERS, sample_ddim, timesteps_for
 from ..diffusion.schedule import Schedule, ddim_timesteps, make_cosine_schedule
@@ -158,7 +158,7 @@ class DiffusionRuntime:
         family: str,
         cutoff_hz: Tensor | None = None,
         *,
-        lowpass: bool = True,
+        simulate: bool = True,
     ) -> Conditioning:
         """Detect each item's cutoff and build the low-pass condition (spec §3-§4).
 
@@ -168,13 +168,13 @@ class DiffusionRuntime:
             family: low-pass filter family of the simulation.
             cutoff_hz: [B] known cutoffs in Hz; None (or a cutoff at Nyquist) uses the
                 original's detector (spec §3).
-            lowpass: False takes ``wave`` as the condition as it is (the caller has already
-                low-passed it); no cutoff is detected or simulated then.
+            simulate: False conditions on ``wave`` as given (already band-limited); no cutoff
+                is detected or simulated then.
         """
         wave = wave.to(self.device, torch.float32)
         batch = wave.shape[0]
         nyquist = self.config.mel.sample_rate / 2
-        if not lowpass:
+        if not simulate:
             lowpass_mel, _ = self.frontend(wave)
             known = torch.full((batch,), nyquist, dtype=torch.float64)
             return Conditioning(
@@ -459,6 +459,7 @@ def generate(
     shared_noise: bool = False,
     callback: Callable[[dict], None] | None = None,
     progress: bool = False,
+    steps: EngineSteps = ALL_STEPS,
     keep_samples: Tensor | None = None,
 ) -> GenerateResult:
     """Run AudioSR on a normalised, padded batch.
@@ -479,8 +480,10 @@ def generate(
         callback: called after every sampler step with a dict of tensors (inside the UNet's
             autocast region when ``precision`` is not fp32).
         progress: show a progress bar over sampler steps.
+        steps: which of the original's own steps run (see
+            :class:`~audiosr.config.EngineSteps`).
         keep_samples: [B] how many leading output samples of each item the caller uses
-            (with ``options.merge_low_band`` off only: the original's merge reads the whole
+            (with ``steps.merge_low_band`` off only: the original's merge reads the whole
             output). The vocoder then runs on the frames those need plus its receptive field
             (``HiFiGAN.context_frames``) and the rest of the item is zeros: the padding of a
             short input is not vocoded.
@@ -508,7 +511,7 @@ def generate(
     runtime.set_memory_format(options.channels_last)
     clock = _StageClock(device, runtime.clock)
 
-    cond_in = runtime.condition(wave, frames, family, cutoff_hz, lowpass=options.lowpass_condition)
+    cond_in = runtime.condition(wave, frames, family, cutoff_hz, simulate=steps.simulate_lowpass)
     shape = runtime.latent_shape(batch, frames)
     draw_shape = (1, *shape[1:]) if shared_noise else shape
 
@@ -579,11 +582,11 @@ def generate(
             decode, (1.0 / sf) * latent, "decoder", options, attention=options.attention
         )
     mel = mel.contiguous()
-    if options.merge_low_band:
+    if steps.replace_mel_bins:
         mel = replace_low_mel_bins(mel, cond_in.lowpass_mel)
     clock.lap("decoder")
 
-    if keep_samples is not None and options.merge_low_band:
+    if keep_samples is not None and steps.merge_low_band:
         raise ValueError("keep_samples needs merge_low_band=False (the merge reads every sample)")
     with runtime.stage("vocoder", options) as vocode:
         mels = mel[:, 0].transpose(1, 2)  # [B, n_mels, T], upstream's layout
@@ -593,7 +596,7 @@ def generate(
             vocoded = _vocode_prefixes(vocode, mels, keep_samples, model.vocoder, options)
     clock.lap("vocoder")
 
-    if options.merge_low_band:
+    if steps.merge_low_band:
         merged = replace_low_band(vocoded[:, 0], cond_in.wave_lowpass)
     else:
         merged = vocoded[:, 0].contiguous()
@@ -611,14 +614,17 @@ def generate(
 class AudioSREngine:
     """The diffusion model behind the :class:`~audiosr.engines.base.Engine` interface.
 
-    Each segment is padded to whole 5.12 s blocks, super-resolved and cut back. With
-    ``options.normalize_rows`` each row is first scaled to the level the model was trained on
-    (peak 0.5) and scaled back afterwards; the pipeline's engine has it off, because the
-    pipeline has already put the whole file at that level with one gain.
+    Each segment is padded to whole 5.12 s blocks, super-resolved and cropped. With
+    ``steps.peak_normalize`` (the original's behaviour) each row is first scaled to the level
+    the model was trained on (peak 0.5) and scaled back afterwards; the pipeline's engine has
+    it off, because the pipeline has already put the whole file at that level with one gain.
+    Without ``steps.merge_low_band`` only the samples up to each row's last non-zero one are
+    vocoded (the zero padding of a short input or of a file's last segment is not).
 
     Args:
         runtime: the model.
-        options: sampling options, including which of the original's DSP steps to run.
+        options: sampling options of every call.
+        steps: which of the original's own steps the engine runs.
         progress: show the sampler's own progress bar.
         on_step: called after every sampler step with the number of rows it advanced.
     """
@@ -630,27 +636,18 @@ class AudioSREngine:
         runtime: DiffusionRuntime,
         options: SamplingOptions,
         *,
+        steps: EngineSteps = ALL_STEPS,
         progress: bool = False,
         on_step: Callable[[int], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.options = options
+        self.steps = steps
         self.progress = progress
         self.on_step = on_step
 
-    def with_options(self, options: SamplingOptions) -> AudioSREngine:
-        """The same model with other sampling options; which of the original's DSP steps
-        run (``lowpass_condition``, ``merge_low_band``, ``normalize_rows``) stays as here."""
-        keep = {
-            name: getattr(self.options, name)
-            for name in ("lowpass_condition", "merge_low_band", "normalize_rows")
-        }
-        return AudioSREngine(
-            self.runtime, options.replace(**keep), progress=self.progress, on_step=self.on_step
-        )
-
     @property
-    def steps(self) -> int:
+    def sampler_steps(self) -> int:
         """Sampler steps (model evaluations) per call."""
         opts = self.options
         if opts.sampler == "ddim":
@@ -663,14 +660,14 @@ class AudioSREngine:
         block = self.runtime.config.mel.hop_length * self.runtime.config.segment_frames
         length = max(1, -(-n // block)) * block
         scale = None
-        if self.options.normalize_rows:
+        if self.steps.peak_normalize:
             peak = audio.abs().amax(dim=-1, keepdim=True)
             scale = torch.where(peak > 0, 0.5 / peak.clamp_min(1e-12), torch.ones_like(peak))
         x = torch.nn.functional.pad(audio if scale is None else audio * scale, (0, length - n))
         on_step = self.on_step
         callback = None if on_step is None else (lambda _info: on_step(batch))
         keep = None
-        if not self.options.merge_low_band:
+        if not self.steps.merge_low_band:
             # Up to each row's last non-zero sample: the zero padding of a short input (or of
             # a file's last segment) is not vocoded.
             idx = torch.arange(1, n + 1)
@@ -688,6 +685,7 @@ class AudioSREngine:
                 shared_noise=True,
                 callback=callback,
                 progress=self.progress,
+                steps=self.steps,
                 keep_samples=keep,
             )
         y = result.wave[:, :n].cpu()
