@@ -21,7 +21,9 @@ Rows (cumulative: each adds one optimisation to the row above, unless marked pre
 * ``+batched CFG``, ``+sdpa``, ``+bf16``, ``+channels_last``, ``+compile`` (``--compile`` on
   CPU, where compiling takes minutes; always on CUDA), ``+cuda graphs`` (CUDA only),
   ``+dpmpp_2m N`` / ``+unipc N`` (fewer solver steps, replacing DDIM).
-* presets ``quality`` and ``fast`` (see :func:`preset_options`), and on CUDA ``fast+offload``.
+* presets ``quality`` and ``fast``: exactly what ``audiosr --preset quality|fast`` runs on the
+  device (:func:`audiosr.presets.preset_options`, the one definition the CLI and the API use;
+  only the filter family is fixed to butter, as in every row), and on CUDA ``fast+offload``.
 
 Timing: every stage is timed by the engine (``GenerateResult.timings``, CUDA-synchronised).
 When ``--steps`` is below a row's step count, that many steps are run and the sampler time
@@ -59,10 +61,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from audiosr.config import AudioSRConfig, SamplingOptions
+from audiosr.config import STAGES, AudioSRConfig, SamplingOptions
 from audiosr.diffusion.guidance import concat_condition
-from audiosr.engines.diffusion import STAGES, DiffusionRuntime, Generators, generate
+from audiosr.engines.diffusion import DiffusionRuntime, Generators, generate
+from audiosr.engines.diffusion.placement import pin_host_weights
+from audiosr.engines.diffusion.precision import bf16_native
 from audiosr.models.latent_diffusion import AudioSRModel
+from audiosr.presets import preset_options
 
 log = logging.getLogger("bench_speed")
 
@@ -253,27 +258,14 @@ def reference_options(steps: int = 50) -> SamplingOptions:
     )
 
 
-def preset_options(name: str, device: torch.device, solver_steps: int) -> SamplingOptions:
-    """What the CLI presets should map to on ``device``.
-
-    * ``quality``: the original's sampler and fp32 arithmetic, with the free speed-ups that
-      only change rounding (batched CFG, SDPA, channels-last; compile on CUDA).
-    * ``fast``: bf16 autocast and ``solver_steps`` UniPC steps on top of ``quality``.
-    """
-    base = reference_options().replace(
-        batched_cfg=True, attention="sdpa", channels_last=True, compile=device.type == "cuda"
-    )
-    if name == "quality":
-        return base
-    if name == "fast":
-        half = "bf16" if device.type == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
-        return base.replace(precision=half, sampler="unipc", steps=solver_steps)
-    raise ValueError(f"unknown preset {name!r}")
+def preset_row(name: str, device: torch.device) -> Row:
+    """The row of a CLI preset on ``device`` (filter family fixed like every other row)."""
+    return Row(f"preset {name}", preset_options(name, device).replace(filter_family="butter"))
 
 
 def build_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     cuda = device.type == "cuda"
-    half = "bf16" if not cuda or torch.cuda.is_bf16_supported() else "fp16"
+    half = "bf16" if not cuda or bf16_native(device) else "fp16"  # the device asked for
     ref = reference_options()
     rows = [Row("reference", ref, "fp32, DDIM 50, eta 1, CFG 2 calls, math")]
     ladder = [
@@ -293,12 +285,11 @@ def build_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     n = args.solver_steps
     rows.append(Row(f"+dpmpp_2m {n}", current.replace(sampler="dpmpp_2m", steps=n)))
     rows.append(Row(f"+unipc {n}", current.replace(sampler="unipc", steps=n)))
-    rows.append(Row("preset quality", preset_options("quality", device, n), "preset"))
-    rows.append(Row("preset fast", preset_options("fast", device, n), "preset"))
+    rows.append(preset_row("quality", device))
+    rows.append(preset_row("fast", device))
     if cuda:
-        rows.append(
-            Row("preset fast+offload", preset_options("fast", device, n).replace(offload=True))
-        )
+        fast = preset_row("fast", device)
+        rows.append(Row("preset fast+offload", fast.options.replace(offload=True)))
         # Offload needs the weights in host memory; run it first, before rows that move them.
         rows.insert(0, rows.pop())
     if args.rows:
@@ -312,6 +303,7 @@ def run_row(
 ) -> tuple[dict, tuple[Tensor, Tensor]]:
     """Time one row; returns (results, (waveform, latent) of the first timed run)."""
     device = runtime.device
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     target = row.options.steps
     run_steps = min(target, args.steps) if args.steps else target
     options = row.options.replace(steps=run_steps)
@@ -328,7 +320,7 @@ def run_row(
         def on_step(_info: dict, stamps: list[float] = stamps) -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            stamps.append(runtime.clock())
+            stamps.append(clock())
 
         with peak.watch(), torch.inference_mode():
             t0 = time.perf_counter()  # wall: compilation runs in worker processes
@@ -339,6 +331,7 @@ def run_row(
                 family=options.filter_family or "butter",
                 generators=Generators.from_seed(args.seed, device),
                 callback=on_step,
+                clock=clock,
             )
         if options.compile and r == 0:
             # Warm-up run: compilation included, not counted below.
@@ -485,8 +478,7 @@ def end_to_end_stage_errors(
     wave = make_input(frames * config.mel.hop_length / SAMPLE_RATE, seed=0)
     base = reference_options(steps).replace(batched_cfg=True)
 
-    def run(options: SamplingOptions, half: frozenset[str]):
-        runtime.half_stages = half
+    def run(options: SamplingOptions):
         with torch.inference_mode():
             return generate(
                 runtime,
@@ -496,10 +488,11 @@ def end_to_end_stage_errors(
                 generators=Generators.from_seed(0, device),
             )
 
-    ref = run(base, frozenset())
+    ref = run(base)
     rows = []
     for half in [*({s} for s in STAGES), set(STAGES)]:
-        out = run(base.replace(precision=precision), frozenset(half))
+        half_stages = tuple(s for s in STAGES if s in half)
+        out = run(base.replace(precision=precision, half_stages=half_stages))
         rows.append(
             {
                 "half stages": "+".join(sorted(half)) if len(half) < len(STAGES) else "all",
@@ -509,7 +502,6 @@ def end_to_end_stage_errors(
                 "wave max abs": (ref.wave - out.wave).abs().max().item(),
             }
         )
-    runtime.half_stages = frozenset(STAGES)
     return rows
 
 
@@ -881,11 +873,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
 
+    if device.type == "cuda":
+        # What make_engine does for offload: page-locked host weights, asynchronous copies.
+        pin_host_weights(model)
     runtime = DiffusionRuntime(model, config, device=device)
-    if args.clock == "cpu":
-        if device.type == "cuda":
-            raise SystemExit("--clock cpu measures host CPU time; use wall time on CUDA")
-        runtime.clock = time.process_time
+    if args.clock == "cpu" and device.type == "cuda":
+        raise SystemExit("--clock cpu measures host CPU time; use wall time on CUDA")
     for duration in [float(d) for d in args.durations.split(",")]:
         frames = int(round(duration * 100))
         flops = count_flops(config, frames)

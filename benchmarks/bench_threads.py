@@ -14,6 +14,10 @@ other processes spin on the CPU, as other work on a shared machine does. Modes:
 * ``new default``: no flag, no variable.
 
 Times include starting Python and importing torch (about 2 s on the machine of the README).
+
+``--engines unet`` times the diffusion model's main cost instead: one step of the full-size
+UNet (random weights, batch 2 as with guidance, a 5.12 s latent), median of 3 after a warm-up,
+in a fresh process set up as the command line does it (same modes).
 """
 
 from __future__ import annotations
@@ -59,6 +63,40 @@ def modes(cpus: int) -> dict[str, tuple[list[str], dict[str, str], bool]]:
     }
 
 
+UNET_CHILD = """
+import statistics, sys, time
+{prelude}
+from audiosr.threads import default_threads, prepare_runtime, set_threads
+n = int(sys.argv[1]) if len(sys.argv) > 1 else default_threads("audiosr")
+prepare_runtime(n)
+set_threads(n)
+import torch
+from audiosr.config import AudioSRConfig
+from audiosr.models.unet import UNetModel
+torch.manual_seed(0)
+unet = UNetModel(AudioSRConfig().unet).eval()
+x, t = torch.randn(2, 32, 64, 32), torch.tensor([500, 500])
+times = []
+with torch.inference_mode():
+    for i in range(4):
+        start = time.perf_counter()
+        unet(x, t, "sdpa")
+        times.append(time.perf_counter() - start)
+print("UNET", statistics.median(times[1:]))
+"""
+
+
+def run_unet(extra: list[str], env_extra: dict[str, str], torch_first: bool) -> float:
+    """One UNet timing in a fresh process; returns seconds per step."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "MKL_", "OPENBLAS_"))}
+    env.update(env_extra)
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    code = UNET_CHILD.format(prelude="import torch" if torch_first else "")
+    argv = [sys.executable, "-c", code, *extra[1:]]  # extra is ["--threads", N] or []
+    out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
+    return float(out.split("UNET")[-1])
+
+
 def run_case(
     engine: str,
     src: Path,
@@ -68,6 +106,8 @@ def run_case(
     torch_first: bool,
 ) -> float:
     """One run of the command line in a fresh process; returns its wall time in seconds."""
+    if engine == "unet":
+        return run_unet(extra, env_extra, torch_first)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "MKL_", "OPENBLAS_"))}
     env.update(env_extra)
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
@@ -118,6 +158,7 @@ def main() -> None:
         f"{args.seconds} s stereo 44.1 kHz, {cpus} CPUs, {args.busy} busy process(es), "
         f"median of {args.repeats}, 1-min load average at the end {os.getloadavg()[0]:.1f}"
     )
+    print("(unet: seconds per UNet step; others: seconds per run of the command)")
     print(f"| engine | mode | wall s (median) | best s | vs {chosen[0]} |")
     print("|---|---|---|---|---|")
     for engine, mode, med, best, ratio in rows:

@@ -89,7 +89,7 @@ def browser_clicks(url: str, src: Path, clicks: int, chromium: str, screenshot: 
             viewport={"width": 1100, "height": 860},
         )  # fmt: skip
         page = context.new_page()
-        page.set_default_timeout(300_000)
+        page.set_default_timeout(120_000)
         for i in range(clicks):
             page.goto(url)
             page.wait_for_selector("#audiosr-run")
@@ -102,7 +102,11 @@ def browser_clicks(url: str, src: Path, clicks: int, chromium: str, screenshot: 
                 "() => { const i = document.querySelector('#audiosr-spectrogram img');"
                 " return i && i.complete && i.naturalWidth > 0; }"
             )
-            page.wait_for_selector("#audiosr-output audio, #audiosr-output .waveform-container")
+            # The waveform player decodes the file into an <audio> in a shadow root, which
+            # locators (unlike querySelector) reach: wait until it knows the duration.
+            output_audio = page.locator("#audiosr-output audio")
+            while not output_audio.evaluate_all("as => as.some(a => a.duration > 0)"):
+                time.sleep(0.02)
             times.append(time.perf_counter() - start)
             print(f"  click {i + 1}: {times[-1]:.2f} s", flush=True)
         if screenshot is not None:

@@ -159,15 +159,20 @@ def test_threads_flag_sets_torch_threads_and_restores_them(tmp_path, capsys, mon
 def test_default_threads(monkeypatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads, "usable_cpus", lambda: 8)
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 8)
     assert threads.default_threads("sinc") == 1
     assert threads.default_threads("dsp") == 1
-    assert threads.default_threads("audiosr", load_average=0.2) == 8
-    assert threads.default_threads("audiosr", load_average=5.0) == 3
-    assert threads.default_threads("audiosr", load_average=30.0) == 1
+    assert threads.default_threads("audiosr") == 8
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    assert threads.default_threads("audiosr", load_average=0.0) == 2
+    assert threads.default_threads("audiosr") == 2
     assert threads.default_threads("sinc") == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")  # not a number: ignored
+    assert threads.default_threads("audiosr") == 8
+
+
+def test_usable_cpus_follows_the_affinity_mask() -> None:
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no affinity masks on this platform")
+    assert 1 <= threads.usable_cpus() <= len(os.sched_getaffinity(0))
 
 
 def test_console_script_sets_passive_waits_before_torch_loads(tmp_path) -> None:

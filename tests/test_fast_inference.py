@@ -31,11 +31,12 @@ from audiosr.engines.diffusion import (
     DiffusionRuntime,
     GenerateResult,
     Generators,
-    _per_item,
-    _resident,
     generate,
     stage_dtype,
 )
+from audiosr.engines.diffusion.fallback import run_per_item
+from audiosr.engines.diffusion.layout import has_memory_format
+from audiosr.engines.diffusion.placement import resident
 from audiosr.upstream import prepare_upstream_batch, read_audio_upstream
 from audiosr.weights import load_model
 
@@ -115,12 +116,13 @@ def test_batched_cfg_matches_two_calls(runtime, wave, reference):
 
 
 def test_channels_last_matches(runtime, wave, reference):
-    try:
-        result = _run(runtime, wave, _options(channels_last=True))
-    finally:
-        runtime.set_memory_format(False)
+    result = _run(runtime, wave, _options(channels_last=True))
+    unet = runtime.model.unet
+    assert has_memory_format(unet, torch.channels_last)  # the weights were converted
+    again = _run(runtime, wave, _options())  # the next NCHW call converts them back
+    assert unet.input_blocks[0][0].weight.is_contiguous()
     _assert_rounding_only(result, reference, "channels_last")
-    assert runtime.model.unet.input_blocks[0][0].weight.is_contiguous()
+    torch.testing.assert_close(again.wave, reference.wave, atol=0, rtol=0)
 
 
 def _native_fp16_cpu() -> bool:
@@ -171,7 +173,7 @@ def test_half_precision_weights(golden, golden_config, wave, reference):
 def test_stage_dtypes():
     assert all(stage_dtype(s, "fp32") == torch.float32 for s in STAGES)
     assert stage_dtype("unet", "bf16") == torch.bfloat16
-    assert stage_dtype("unet", "fp16", frozenset()) == torch.float32
+    assert stage_dtype("unet", "fp16", ()) == torch.float32
     with pytest.raises(ValueError, match="precision"):
         stage_dtype("unet", "int8")
 
@@ -184,7 +186,7 @@ def test_fp16_overflow_recomputed_in_fp32():
     inputs = torch.stack([torch.full((4,), 0.01), torch.full((4,), 300.0)])  # item 1 overflows
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.float16):
         assert not torch.isfinite(layer(inputs[1:])).all()  # the overflow is real
-        (out,) = _per_item(layer, inputs, "decoder", SamplingOptions(precision="fp16"))
+        (out,) = run_per_item(layer, inputs, stage="decoder", fp16=True, modules=[layer])
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
     torch.testing.assert_close(out[1], torch.full((4,), 360000.0))
     torch.testing.assert_close(out[0], torch.full((4,), 12.0), rtol=1e-3, atol=0)
@@ -254,12 +256,12 @@ def test_resident_offload_restores_host_weights():
     module = torch.nn.Sequential(torch.nn.Conv1d(2, 3, 3), torch.nn.BatchNorm1d(3))
     before = {k: v.data_ptr() for k, v in module.state_dict().items()}
     meta = torch.device("meta")  # stands in for an accelerator: a real move, no memory
-    with _resident(module, meta, offload=True):
+    with resident([module], meta, offload=True):
         assert all(t.is_meta for t in module.state_dict().values())
     after = module.state_dict()
     assert {k: v.data_ptr() for k, v in after.items()} == before
     assert all(t.device.type == "cpu" for t in after.values())
-    with _resident(module, meta, offload=False):
+    with resident([module], meta, offload=False):
         pass
     assert all(t.is_meta for t in module.state_dict().values())  # without offload it stays
 
@@ -286,13 +288,13 @@ def test_compile_matches_eager(runtime, wave, reference):
     Takes 1.5-6 minutes on 2 shared CPU cores (inductor compiles four networks).
     """
     result = _run(runtime, wave, _options(compile=True))
-    compiled = dict(runtime._compiled)
+    compiled = runtime.compiled.keys()
     again = _run(runtime, wave, _options(compile=True))
     _assert_rounding_only(result, reference, "compile")
     torch.testing.assert_close(again.wave, result.wave, atol=0, rtol=0)
     # One compiled function per stage, built once and reused by the second call.
     assert sorted(stage for stage, _ in compiled) == sorted(STAGES)
-    assert runtime._compiled == compiled
+    assert runtime.compiled.keys() == compiled
 
 
 @pytest.mark.gpu

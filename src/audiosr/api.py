@@ -20,12 +20,14 @@ from torch import Tensor
 
 from .config import PIPELINE_STEPS, AudioSRConfig, EngineSteps, SamplingOptions
 from .devices import resolve_device
+from .engines import ENGINES
 from .engines.base import Engine
 from .pipeline import SAMPLE_RATE, PipelineOptions, UpsampleReport, upsample, upsample_file
+from .presets import preset_options
 
 log = logging.getLogger(__name__)
 
-ENGINE_NAMES = ("audiosr", "dsp", "sinc")
+ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
 
 
 def make_engine(
@@ -35,46 +37,43 @@ def make_engine(
     config: AudioSRConfig | str | os.PathLike[str] | None = None,
     device: str | torch.device | None = "auto",
     options: SamplingOptions | None = None,
+    preset: str | None = None,
     steps: EngineSteps | None = None,
     progress: bool = False,
     on_step: Callable[[int], None] | None = None,
 ) -> Engine:
-    """Build an engine for the pipeline by name: ``audiosr`` (diffusion, official weights),
-    ``dsp``, ``sinc``.
+    """Build an engine by name (:data:`audiosr.engines.ENGINES`): ``audiosr`` (diffusion,
+    official weights), ``dsp``, ``sinc``.
 
-    ``steps`` says which of the original's own steps the diffusion engine runs; by default
-    none of those the pipeline does itself (:data:`~audiosr.config.PIPELINE_STEPS`: low-pass
-    simulation, per-row peak, mel-bin and STFT low-band replacement). The diffusion engine
-    calls ``on_step(rows)`` after every sampler step (a progress hook).
+    Args:
+        engine: engine name.
+        model: ``basic``/``speech`` or a checkpoint path (diffusion engine).
+        config: architecture for custom checkpoints.
+        device: ``auto`` picks cuda, then mps, then cpu.
+        options: sampling options; mutually exclusive with ``preset``.
+        preset: ``upstream``, ``quality`` or ``fast`` (:mod:`audiosr.presets`), resolved for
+            ``device``.
+        steps: which of the original's own steps the diffusion engine runs; by default
+            none of those the pipeline does itself (:data:`~audiosr.config.PIPELINE_STEPS`:
+            low-pass simulation, per-row peak, mel-bin and STFT low-band replacement).
+        progress: show the sampler's progress bar.
+        on_step: the diffusion engine calls ``on_step(rows)`` after every sampler step.
 
     Raises:
-        ValueError: unknown engine name.
+        ValueError: unknown engine or preset name, or both ``options`` and ``preset``.
         CheckpointError: the diffusion weights cannot be found or loaded.
     """
-    if engine == "dsp":
-        from .engines.dsp import DSPEngine
-
-        return DSPEngine()
-    if engine == "sinc":
-        from .engines.base import SincEngine
-
-        return SincEngine()
-    if engine != "audiosr":
+    if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINE_NAMES)}")
-    from .engines.diffusion import AudioSREngine, DiffusionRuntime
-    from .weights import load_model
-
-    if config is None:
-        cfg = AudioSRConfig()
-    elif isinstance(config, AudioSRConfig):
-        cfg = config
-    else:
-        cfg = AudioSRConfig.from_file(config)
-    dev = resolve_device(device)
-    net = load_model(cfg, model, device=dev)
-    return AudioSREngine(
-        DiffusionRuntime(net, cfg),
-        options or SamplingOptions(),
+    if preset is not None:
+        if options is not None:
+            raise ValueError("give either options or preset, not both")
+        options = preset_options(preset, resolve_device(device))
+    return ENGINES[engine](
+        model=model,
+        config=config,
+        device=device,
+        options=options,
         steps=PIPELINE_STEPS if steps is None else steps,
         progress=progress,
         on_step=on_step,
@@ -200,6 +199,7 @@ def load(
     device: str | torch.device | None = "auto",
     config: AudioSRConfig | str | os.PathLike[str] | None = None,
     options: SamplingOptions | None = None,
+    preset: str | None = None,
     pipeline: PipelineOptions | None = None,
     progress: bool = False,
 ) -> Upsampler:
@@ -211,6 +211,8 @@ def load(
         device: ``auto`` picks cuda, then mps, then cpu.
         config: architecture for custom checkpoints (original nested YAML/JSON).
         options: sampling options of the diffusion engine.
+        preset: ``upstream``, ``quality`` or ``fast`` instead of ``options`` (the CLI's
+            ``--preset``, same definitions: :mod:`audiosr.presets`).
         pipeline: cutoff, pre-filter, loudness, segmenting options.
         progress: show the sampler's progress bar.
     """
@@ -220,6 +222,7 @@ def load(
         config=config,
         device=device,
         options=options,
+        preset=preset,
         progress=progress,
     )
     return Upsampler(eng, pipeline or PipelineOptions())

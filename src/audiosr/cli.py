@@ -21,6 +21,7 @@ from typing import NoReturn, Protocol
 
 from .errors import AudioSRError
 from .eval import cli as eval_cli
+from .presets import PRESET_NAMES  # one definition of each preset: audiosr/presets.py
 
 log = logging.getLogger("audiosr")
 
@@ -44,36 +45,6 @@ BATCH_SIZE = 4  # --batch_size default
 CHUNK_DURATION_S = 15.0  # --chunk_duration default (the original's)
 OVERLAP_DURATION_S = 2.0  # --overlap_duration default (the original's)
 ETA = 1.0  # --eta default (the original's DDIM eta)
-
-# Presets: what each changes (explicit flags still win).
-PRESETS: dict[str, dict[str, object]] = {
-    # The original's numbers: its front end, seeded filter family, peak-normalised output,
-    # 16-bit WAV; DDIM eta 1 with CFG, fp32, reference attention.
-    "upstream": {
-        "ddim_steps": 50,
-        "guidance_scale": 3.5,
-        "sampler": "ddim",
-        "precision": "fp32",
-        "attention": "math",
-    },
-    # The improved pipeline with the original's sampler; fused attention (same numbers to
-    # rounding, measured by benchmarks/bench_speed.py).
-    "quality": {
-        "ddim_steps": 50,
-        "guidance_scale": 3.5,
-        "sampler": "ddim",
-        "precision": "fp32",
-        "attention": "sdpa",
-    },
-    # 10 UniPC steps; bf16 where the device runs it natively (CUDA; CPUs with AVX512-BF16/AMX).
-    "fast": {
-        "ddim_steps": 10,
-        "guidance_scale": 3.5,
-        "sampler": "unipc",
-        "precision": "auto",
-        "attention": "sdpa",
-    },
-}
 
 
 def configure_logging(quiet: bool = False, debug: bool = False) -> None:
@@ -212,7 +183,7 @@ def _upsample_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset",
         default="quality",
-        choices=sorted(PRESETS),
+        choices=sorted(PRESET_NAMES),
         help="upstream: the original's exact numbers and output format",
     )
     p.add_argument(
@@ -277,7 +248,7 @@ def _upsample_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="CPU threads (default: OMP_NUM_THREADS if set, else 1 for the sinc and dsp "
-        "engines and the idle CPUs for the model; see README, Threads)",
+        "engines and every usable CPU for the model; see README, Threads)",
     )
     p.add_argument(
         "--subtype",
@@ -430,34 +401,21 @@ def _output_dir(args: argparse.Namespace, jobs: Iterable[Job]) -> Path:
 
 
 def _sampling_options(args: argparse.Namespace):
-    from .config import SamplingOptions
+    from .devices import resolve_device
+    from .presets import preset_options
 
-    preset = PRESETS[args.preset]
-    steps = args.ddim_steps if args.ddim_steps is not None else preset["ddim_steps"]
-    if steps < 1:
-        raise UsageError(f"--ddim_steps must be a positive integer, got {steps}")
-    precision = args.precision or preset["precision"]
-    if precision == "auto":
-        import torch
-
-        from .devices import resolve_device
-
-        dev = resolve_device(args.device)
-        if dev.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-            precision = "bf16" if dev.type == "cpu" and native else "fp32"
-    return SamplingOptions(
-        steps=int(steps),
-        guidance_scale=float(
-            args.guidance_scale if args.guidance_scale is not None else preset["guidance_scale"]
-        ),
-        eta=float(args.eta if args.eta is not None else ETA),
+    if args.ddim_steps is not None and args.ddim_steps < 1:
+        raise UsageError(f"--ddim_steps must be a positive integer, got {args.ddim_steps}")
+    return preset_options(
+        args.preset,
+        resolve_device(args.device),
+        steps=args.ddim_steps,
+        guidance_scale=args.guidance_scale,
+        eta=args.eta if args.eta is not None else ETA,
         seed=int(args.seed),
-        sampler=args.sampler or preset["sampler"],
-        precision=precision,
-        attention=args.attention or preset["attention"],
+        sampler=args.sampler,
+        precision=args.precision,
+        attention=args.attention,
         filter_family=args.filter_family,
     )
 
@@ -823,7 +781,7 @@ def run_convert(args: argparse.Namespace) -> int:
 def _web_parser() -> argparse.ArgumentParser:
     from .web import cli as web_cli
 
-    return web_cli.build_parser(_Parser)
+    return web_cli.build_parser(_Parser, _HelpFormatter)
 
 
 def run_web(args: argparse.Namespace) -> int:

@@ -256,6 +256,20 @@ Precision = Literal["fp32", "bf16", "fp16"]
 AttentionBackend = Literal["math", "sdpa"]
 FilterFamily = Literal["butter", "cheby1", "ellip", "bessel"]
 
+# Allowed values, checked by SamplingOptions (errors list them).
+SAMPLER_NAMES: tuple[str, ...] = ("ddim", "dpmpp_2m", "unipc")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+ATTENTION_BACKENDS: tuple[str, ...] = ("math", "sdpa")
+FILTER_FAMILIES: tuple[str, ...] = ("butter", "cheby1", "ellip", "bessel")
+# The networks of one diffusion run, in call order; each is a unit of precision, compilation
+# and offload.
+STAGES: tuple[str, ...] = ("encoder", "unet", "decoder", "vocoder")
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
 
 @dataclass(frozen=True)
 class SamplingOptions:
@@ -265,7 +279,8 @@ class SamplingOptions:
         steps: requested DDIM steps (the original runs ``ceil(1000 / (1000 // steps))``).
         guidance_scale: classifier-free guidance weight in v-space; 1.0 disables the
             unconditional pass.
-        eta: DDIM stochasticity (1.0 in the original; 0.0 is deterministic DDIM).
+        eta: DDIM stochasticity (1.0 in the original; 0.0 is deterministic DDIM). The ODE
+            solvers are deterministic and do not use it.
         seed: seed of every random draw of the run.
         sampler: which solver visits the timesteps.
         precision: dtype of the UNet/VAE forward passes.
@@ -275,8 +290,9 @@ class SamplingOptions:
         batched_cfg: evaluate the conditional and unconditional halves of classifier-free
             guidance in one UNet call of batch 2B (True) or, as the original, in two calls of
             batch B (False; same result to rounding, slower).
-        compile: run the networks through ``torch.compile`` (static shapes; the first call of
-            each segment shape pays the compilation).
+        compile: run the networks through ``torch.compile`` (the first call of each stage
+            compiles; later shapes reuse or generalise the compiled code, see
+            ``engines/diffusion/compiled.py``).
         cuda_graphs: with ``compile`` on a CUDA device, replay the UNet as a CUDA graph
             (``mode="reduce-overhead"``); removes per-kernel launch cost.
         channels_last: keep the 2-D convolution weights and activations (UNet, VAEs) in
@@ -284,6 +300,11 @@ class SamplingOptions:
         offload: keep the weights in host memory and move each stage (condition encoder,
             UNet, decoder, vocoder) to the device only while it runs, so GPU memory holds one
             stage at a time (for small GPUs; costs one host-to-device copy per stage and call).
+        tf32: let CUDA fp32 matmuls and convolutions use TF32 tensor cores (10-bit mantissa
+            products). The original CLI allows it; False keeps full fp32 ("highest"). No effect
+            off CUDA. See the README's TF32 policy.
+        half_stages: the stages that honour a half ``precision`` (all by default); the others
+            run in fp32. A measurement knob (``bench_speed.py --stage-errors``).
     """
 
     steps: int = 50
@@ -299,19 +320,29 @@ class SamplingOptions:
     cuda_graphs: bool = False
     channels_last: bool = False
     offload: bool = False
+    tf32: bool = False
+    half_stages: tuple[str, ...] = STAGES
 
     def __post_init__(self) -> None:
-        if int(self.steps) < 1:
-            raise ValueError(f"steps must be a positive integer, got {self.steps}")
-        if self.guidance_scale < 0:
+        if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if not self.guidance_scale >= 0:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
-        if self.attention not in ("math", "sdpa"):
-            raise ValueError(f"attention must be 'math' or 'sdpa', got {self.attention!r}")
-        for name in ("batched_cfg", "compile", "cuda_graphs", "channels_last", "offload"):
+        if not self.eta >= 0:
+            raise ValueError(f"eta must be >= 0 (0 deterministic, 1 the original), got {self.eta}")
+        _one_of("sampler", self.sampler, SAMPLER_NAMES)
+        _one_of("precision", self.precision, PRECISIONS)
+        _one_of("attention", self.attention, ATTENTION_BACKENDS)
+        if self.filter_family is not None:
+            _one_of("filter_family", self.filter_family, FILTER_FAMILIES)
+        for name in ("batched_cfg", "compile", "cuda_graphs", "channels_last", "offload", "tf32"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        unknown = [s for s in self.half_stages if s not in STAGES]
+        if isinstance(self.half_stages, str) or unknown:
+            raise ValueError(
+                f"half_stages must be a tuple of {', '.join(STAGES)}; got {self.half_stages!r}"
+            )
         if self.cuda_graphs and not self.compile:
             raise ValueError("cuda_graphs needs compile=True (torch.compile captures the graphs)")
         if self.cuda_graphs and self.offload:

@@ -48,7 +48,7 @@ from torch import Tensor
 
 from .batching import Scheduler
 from .chunking import OverlapAdder, iter_segments
-from .dsp.bandwidth import detect_cutoff_hz, is_full_band, prefilter_lowpass
+from .dsp.bandwidth import detect_cutoffs_hz, is_full_band, prefilter_lowpass
 from .dsp.crossover import merge_low_band
 from .engines.base import Engine
 
@@ -216,7 +216,7 @@ def resolve_cutoff(detected_hz: float, options: PipelineOptions) -> float:
 def detect_channel_cutoffs(audio: np.ndarray, sample_rate: int) -> tuple[float, ...]:
     """Step 2: the band limit of each channel of ``audio`` ``[C, n]`` (Hz, at most Nyquist)."""
     nyquist = sample_rate / 2
-    return tuple(min(float(detect_cutoff_hz(ch, sample_rate)), nyquist) for ch in audio)
+    return tuple(min(float(c), nyquist) for c in detect_cutoffs_hz(audio, sample_rate))
 
 
 def make_plan(

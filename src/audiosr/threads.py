@@ -12,10 +12,11 @@ causes add up:
   the ``sinc`` and ``dsp`` engines is many medium-size operations, which suffer most.
 
 So the command line (1) makes waiting threads sleep (``OMP_WAIT_POLICY=PASSIVE``, set before
-torch is loaded, unless the user set it) and (2) picks the thread count: one for the ``sinc``
-and ``dsp`` engines (as fast as more threads on an idle CPU, much faster on a busy one), and
-for the diffusion model the CPUs that are idle (the usable CPUs minus the 1-minute load
-average, at least 1). ``--threads N`` (or ``OMP_NUM_THREADS``) overrides the count; in Python,
+torch is loaded, unless the user set it), which removes the slowdown, and (2) picks the
+thread count: one for the ``sinc`` and ``dsp`` engines (never slower than one thread, by
+definition; more threads gained little there), every usable CPU for the diffusion model (its
+large convolutions and matrix products gain from each thread, also on a busy machine once
+waits are passive). ``--threads N`` (or ``OMP_NUM_THREADS``) overrides the count; in Python,
 :func:`set_threads` does the same for the calling process.
 """
 
@@ -50,40 +51,25 @@ def usable_cpus() -> int:
     return max(1, count)
 
 
-def idle_cpus(load_average: float | None = None) -> int:
-    """Usable CPUs not already busy, from the 1-minute load average (at least 1).
-
-    Args:
-        load_average: runnable tasks on the machine; default ``os.getloadavg()[0]``.
-    """
-    usable = usable_cpus()
-    if load_average is None:
-        try:
-            load_average = os.getloadavg()[0]
-        except (AttributeError, OSError):  # not available on this platform
-            return usable
-    machine = os.cpu_count() or usable
-    return max(1, min(usable, math.floor(machine - load_average + 0.5)))
-
-
 def env_threads() -> int | None:
     """``OMP_NUM_THREADS`` as a positive int, or None when unset or not a number."""
     text = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     return int(text) if text.isdigit() and int(text) > 0 else None
 
 
-def default_threads(engine: str, load_average: float | None = None) -> int:
+def default_threads(engine: str) -> int:
     """The thread count the command line uses when ``--threads`` is not given.
 
-    ``OMP_NUM_THREADS`` when set; else 1 for the ``sinc`` and ``dsp`` engines; else the idle
-    CPUs (:func:`idle_cpus`).
+    ``OMP_NUM_THREADS`` when set; else 1 for the ``sinc`` and ``dsp`` engines; else every
+    usable CPU (:func:`usable_cpus`): with passive waits, more threads than idle cores cost
+    the model nothing on a busy machine (``benchmarks/bench_threads.py --engines unet``).
     """
     from_env = env_threads()
     if from_env is not None:
         return from_env
     if engine in SINGLE_THREAD_ENGINES:
         return 1
-    return idle_cpus(load_average)
+    return usable_cpus()
 
 
 def prepare_runtime(threads: int) -> None:

@@ -19,13 +19,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import AudioSRConfig, SamplingOptions
+from .config import AudioSRConfig
 from .devices import resolve_device
 from .dsp.frontend import normalize_and_pad, target_frames
 from .dsp.gain import peak_normalize_final
 from .dsp.lowpass import draw_filter_family
 from .dsp.resample import resample_sinc
 from .engines.diffusion import DiffusionRuntime, Generators, generate
+from .presets import preset_options
 from .weights import load_model
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,14 @@ def _run_padded(
 ) -> Tensor:
     """The body of ``generate_batch`` for one padded batch [B, L] -> [B, 480T+16]."""
     runtime = latent_diffusion.runtime
-    options = SamplingOptions(
-        steps=int(ddim_steps), guidance_scale=float(guidance_scale), seed=seed
+    # The upstream preset (audiosr/presets.py): the original's sampler, fp32, math attention
+    # and its TF32 setting on CUDA.
+    options = preset_options(
+        "upstream",
+        runtime.device,
+        steps=int(ddim_steps),
+        guidance_scale=float(guidance_scale),
+        seed=seed,
     )
     generators = generators or Generators.from_seed(seed, runtime.device)
     family = draw_filter_family(seed)

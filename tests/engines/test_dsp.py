@@ -189,3 +189,66 @@ def test_faster_than_real_time_on_one_thread() -> None:
     log.info("DSP engine: %.0fx real time on one thread (10 s at 48 kHz)", speed)
     # The engine runs about 100x real time; the bound is loose for loaded CI machines.
     assert speed > 10.0
+
+
+# Long-term third-octave levels (dB re the 1 kHz band) of a real full-band recording: the
+# music track Intro2.ogg of the Debian package colobot-common-sounds (development corpus of the
+# envelope prior, own band limit 21.2 kHz), measured with Welch (4096-point Hann) on 6 s.
+_MEASURED_HZ = 1000.0 * 2 ** (np.arange(14) / 3)  # 1 to 20.2 kHz
+_MEASURED_DB = (0.0, -1.4, -1.9, 3.2, -13.8, -18.7, -22.5, -24.4, -27.0, -30.4, -33.0,
+                -33.8, -32.2, -37.1)
+
+
+def _measured_music(seconds: float, seed: int) -> torch.Tensor:
+    """``[1, T]`` noise with the measured long-term spectrum and music-like level changes."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    spec = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.maximum(np.fft.rfftfreq(n, 1 / SR), 20.0)
+    gain_db = np.interp(np.log2(freqs), np.log2(_MEASURED_HZ), _MEASURED_DB)
+    x = np.fft.irfft(spec * 10 ** (gain_db / 20), n=n)
+    steps = np.repeat(10 ** (rng.uniform(-12.0, 0.0, n // 9600 + 1) / 20), 9600)[:n]
+    x *= np.convolve(steps, np.ones(960) / 960, "same")  # 0.2 s steps of up to 12 dB
+    return torch.from_numpy(0.7 * x / np.abs(x).max()).float()[None]
+
+
+def _band_db(x: torch.Tensor, lo_hz: float, hi_hz: float) -> float:
+    """Mean over frames and bins in [lo_hz, hi_hz) of 10 log10(P + 1e-8), P the LSD protocol's
+    STFT power: the level the log-spectral distance compares (dB)."""
+    from audiosr.eval.metrics import power_spectrogram
+
+    power = power_spectrogram(x)[0]
+    freqs = torch.arange(power.shape[1]) * SR / 2048
+    return float(10 * torch.log10(power[:, (freqs >= lo_hz) & (freqs < hi_hz)] + 1e-8).mean())
+
+
+@pytest.mark.parametrize(
+    ("kind", "cutoff", "tolerance_db"),
+    [("cliff", 16_700.0, 10.0), ("cliff", 17_200.0, 10.0), ("cliff", 19_000.0, 10.0),
+     ("resample", 16_000.0, 18.0)],
+)
+def test_codec_cut_gets_a_band_near_the_real_level(
+    kind: str, cutoff: float, tolerance_db: float
+) -> None:
+    """Issue 9: above an MP3 (16.7 kHz), AAC (17.2 kHz), lame 192 kbps (19 kHz) cliff or
+    32 kHz resampling (16 kHz) the new band must lie near the real recording's level, not
+    ~45 dB below it. The previous table (fitted up to 16 kHz on mostly band-limited sources)
+    put it 33, 35, 41 and 28 dB low here (this one: 8, 5, 5 and 16 dB); the prior cannot know
+    one file's exact level (its band means miss by ~12 dB RMS on packages held out), hence
+    the tolerances."""
+    ref = _measured_music(4.0, seed=7)
+    if kind == "resample":
+        cut, _ = apply(Degradation("resample", rate=int(2 * cutoff)), ref[0])
+        cut = cut[None]
+    else:
+        spec = torch.fft.rfft(ref.double())
+        spec[..., torch.fft.rfftfreq(ref.shape[-1], 1 / SR) > cutoff] = 0  # the codec's cliff
+        cut = torch.fft.irfft(spec, n=ref.shape[-1]).float()
+    out = DSPEngine()(cut, torch.tensor([cutoff]))
+    real, ours = _band_db(ref, cutoff + 300, 20_000), _band_db(out, cutoff + 300, 20_000)
+    log.info("%s %.0f Hz: real %.1f dB, generated %.1f dB", kind, cutoff, real, ours)
+    assert abs(ours - real) < tolerance_db
+    # and the known band is untouched
+    low = torch.fft.rfft((out - cut).double())
+    low[..., torch.fft.rfftfreq(out.shape[-1], 1 / SR) >= cutoff] = 0
+    assert float(torch.fft.irfft(low, n=out.shape[-1]).abs().max()) < 1e-6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,6 +29,8 @@ TOOLS = Path(__file__).resolve().parents[2] / "tools" / "dsp_prior"
 
 
 def _tool(name: str):
+    if str(TOOLS) not in sys.path:  # the tools import each other, as scripts run from there
+        sys.path.insert(0, str(TOOLS))
     spec = importlib.util.spec_from_file_location(f"dsp_prior_{name}", TOOLS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -108,10 +111,24 @@ def test_fitting_tools_rebuild_a_table_the_engine_uses(tmp_path: Path) -> None:
         clip = f"pkg{i % 2}__clip{i}"
         sf.write(corpus / kind / f"{clip}.wav", _tilted_noise(1.0, tilt, i)[0].numpy(), SR)
         rows.append((kind, f"pkg{i % 2}", clip, "synthetic"))
+    # a clip that stops at 9 kHz at its source (as band-limited game audio does)
+    narrow = np.fft.rfft(_tilted_noise(1.0, -6.0, 7)[0].numpy().astype(np.float64))
+    narrow[np.fft.rfftfreq(SR, 1 / SR) > 9000] = 0
+    sf.write(corpus / "other" / "pkg0__narrow.wav", np.fft.irfft(narrow, n=SR), SR)
+    rows.append(("other", "pkg0", "pkg0__narrow", "synthetic"))
     with open(corpus / "manifest.csv", "w", newline="") as f:
         csv.writer(f).writerows([("kind", "package", "clip", "source"), *rows])
     prep, train = _tool("prep"), _tool("train")
-    assert prep.main([str(corpus), str(tmp_path / "cache")]) == 0
+    assert prep.main([str(corpus), str(tmp_path / "cache"), "--no-codecs"]) == 0
+    # records only where the reference has something above the cutoff: the narrow clip
+    # teaches 3-7 kHz, not 8 kHz and up; full-band clips every cutoff, and the resamplers
+    with np.load(tmp_path / "cache" / "pkg0__narrow.npz", allow_pickle=False) as z:
+        assert 8800 < float(z["edge"]) < 9200
+        assert "t7000/m" in z.files and "t8000/m" not in z.files and "t20000/m" not in z.files
+    with np.load(tmp_path / "cache" / "pkg0__clip0.npz", allow_pickle=False) as z:
+        assert {"t3000/m", "t16000/m", "t20000/m"} <= set(z.files)
+        kinds = {str(z[k]) for k in z.files if k.endswith("/kind")}
+        assert kinds == {"resample32k", "resample22k"}  # --no-codecs: no encoder records
     assert train.main([str(corpus), str(tmp_path / "cache"), str(tmp_path / "a.npz")]) == 0
     assert train.main([str(corpus), str(tmp_path / "cache"), str(tmp_path / "b.npz")]) == 0
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
@@ -129,3 +146,20 @@ def test_fitting_tools_rebuild_a_table_the_engine_uses(tmp_path: Path) -> None:
     out = engine(y[None], torch.tensor([6000.0]))
     assert out.shape == y[None].shape and torch.isfinite(out).all()
     assert not torch.equal(out, y[None])  # it added a band
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("lame", "ffmpeg")),
+    reason="needs the lame and ffmpeg command-line tools (apt-get install lame ffmpeg)",
+)
+def test_real_lame_128_cuts_where_mp3_files_do() -> None:
+    """realcodecs (used to fit and to score the prior): a real lame 128 kbps encode of full-band
+    noise comes back aligned with the input and cut at lame's 16.5-17 kHz low-pass."""
+    realcodecs = _tool("realcodecs")
+    x = _tilted_noise(3.0, -3.0, 11)[0].numpy().astype(np.float64)[None]
+    y, cutoff = realcodecs.degrade_real(x, "lame128")
+    assert y.shape == x.shape
+    assert 15_500 < cutoff < 17_500
+    keep = np.fft.rfftfreq(x.shape[-1], 1 / SR) < 8000
+    a, b = (np.fft.irfft(np.fft.rfft(z) * keep, n=x.shape[-1]) for z in (x[0], y[0]))
+    assert np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)) > 0.99  # sample-aligned

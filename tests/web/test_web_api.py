@@ -132,7 +132,7 @@ def test_missing_weights_name_how_to_get_them_and_the_page_keeps_working(client)
         client.predict(handle_file(str(src)), engine="audiosr", api_name="/upsample")
     message = str(caught.value)
     assert "\n" not in message.strip()
-    assert "huggingface-cli download haoheliu/audiosr_basic" in message
+    assert "hf download haoheliu/audiosr_basic" in message
     assert "--engine dsp" in message
     check_output(client.predict(handle_file(str(src)), api_name="/upsample"), src)
 
@@ -162,3 +162,20 @@ def test_the_server_refuses_an_upload_over_the_limit(server, client):
     assert r.status_code == 413
     good = EXAMPLES / "knock_bell_22k.ogg"
     check_output(client.predict(handle_file(str(good)), api_name="/upsample"), good)
+
+
+def test_full_band_input_is_passed_through_with_its_reason(client, tmp_path):
+    src = tmp_path / "fullband.wav"
+    rng = np.random.default_rng(3)
+    sf.write(src, (0.2 * rng.standard_normal(48_000)).astype(np.float32), 48_000)
+    result = client.predict(handle_file(str(src)), api_name="/upsample")
+    details = check_output(result, src)
+    assert details["passthrough"] is True
+    assert "full band" in details["passthrough_reason"]
+    assert "passed through unchanged" in result[4]
+
+
+def test_unknown_settings_are_refused_in_one_line(client):
+    src = EXAMPLES / "knock_bell_22k.ogg"
+    with pytest.raises(AppError, match="unknown engine 'magic'|magic.* not in the list"):
+        client.predict(handle_file(str(src)), engine="magic", api_name="/upsample")

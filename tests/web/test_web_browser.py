@@ -42,12 +42,23 @@ TIMEOUT_MS = 120_000
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
     """A fresh browser profile and page; every request the page makes is recorded."""
+    yield from browser_page(tmp_path, CHROMIUM_FLAGS)
+
+
+@pytest.fixture
+def mic_page(tmp_path: Path) -> Iterator[Page]:
+    """As ``page``, with Chromium's fake microphone (a beep every second) allowed."""
+    fake_mic = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    yield from browser_page(tmp_path, [*CHROMIUM_FLAGS, *fake_mic])
+
+
+def browser_page(tmp_path: Path, flags: list[str]) -> Iterator[Page]:
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path / "profile"),
             executable_path=str(CHROMIUM),
             headless=True,
-            args=CHROMIUM_FLAGS,
+            args=flags,
             viewport={"width": 1280, "height": 900},
             accept_downloads=True,
         )
@@ -86,9 +97,17 @@ def test_upload_run_listen_look_and_download(server, page, tmp_path):
     print(f"click to result: {seconds:.2f} s")
 
     # Both players and the picture are shown.
+    # Both players are shown, with their audio fetched and decoded (the waveform player
+    # plays a blob of the file): the output's length is the input's.
     for player in ("#audiosr-output", "#audiosr-input48"):
-        assert page.locator(f"{player} audio, {player} .waveform-container").count() > 0
-        assert page.is_visible(player)
+        assert page.is_visible(f"{player} button[aria-label='Play']")
+        audio = page.locator(f"{player} audio")  # locators reach into the shadow root
+        deadline = time.monotonic() + 60
+        while not audio.evaluate_all("as => as.some(a => a.duration > 0)"):
+            assert time.monotonic() < deadline, f"{player} did not load its audio"
+            time.sleep(0.05)
+        durations = audio.evaluate_all("as => as.map(a => a.duration).filter(d => d > 0)")
+        assert durations == [pytest.approx(sf.info(str(src)).duration, abs=0.01)]
     img = page.locator("#audiosr-spectrogram img")
     assert img.is_visible()
     width = img.evaluate("i => i.naturalWidth")
@@ -142,5 +161,38 @@ def test_an_invalid_upload_shows_the_error_on_the_page(server, page, tmp_path):
     page.click("#audiosr-input button[aria-label=Clear]")
     page.set_input_files("#audiosr-input input[type=file]", str(EXAMPLES / "knock_bell_22k.ogg"))
     page.wait_for_selector("#audiosr-input-info :text('22050 Hz')")
+    page.click("#audiosr-run")
+    page.wait_for_selector("#audiosr-download a")
+
+
+def test_record_from_the_microphone_and_run(server, mic_page):
+    page = mic_page
+    page.context.grant_permissions(["microphone"])
+    open_page(page, str(server["url"]))
+    page.click("#audiosr-input button[aria-label='Record audio']")
+    page.locator("#audiosr-input button:has-text('Record')").first.click()
+    time.sleep(2.5)
+    page.locator("#audiosr-input button:has-text('Stop')").first.click()
+    # The recording is uploaded like a file: its facts show, and it runs.
+    page.wait_for_selector("#audiosr-input-info :text('detected band limit')")
+    assert "1 channel" in page.inner_text("#audiosr-input-info")
+    page.click("#audiosr-run")
+    page.wait_for_selector("#audiosr-download a")
+    assert "audiosr --engine dsp -i audio.wav" in page.inner_text("#audiosr-info")
+
+
+def test_missing_weights_are_named_on_the_page_and_dsp_still_runs(server, page):
+    open_page(page, str(server["url"]))
+    page.click("button:has-text('knock_bell_22k.ogg')")
+    page.wait_for_selector("#audiosr-input-info :text('22050 Hz')")
+    page.click("#audiosr-engine label:has-text('audiosr')")
+    page.wait_for_selector("#audiosr-model", state="visible")
+    page.click("#audiosr-run")
+    hint = "hf download haoheliu/audiosr_basic"
+    page.locator(f".toast-body:has-text('{hint}')").first.wait_for()
+    # The line under the engine choice says it too, until the weights can be found.
+    page.wait_for_selector(f"#audiosr-engine-status :text('{hint}')")
+    page.click("#audiosr-engine label:has-text('dsp')")
+    page.wait_for_selector("#audiosr-model", state="hidden")
     page.click("#audiosr-run")
     page.wait_for_selector("#audiosr-download a")

@@ -1,9 +1,10 @@
 """Classifier-free guidance (Ho & Salimans, 2022) as a wrapper that returns a denoiser.
 
 AudioSR guides in v-space: ``v = v_uncond + scale * (v_cond - v_uncond)``. The original makes
-two UNet calls per step (conditional first); here both halves go through one batched forward of
-batch 2B, which is the same arithmetic per item and one kernel launch sequence instead of two.
-Samplers never see the condition: they get a plain ``(x_t, t) -> v`` callable.
+two UNet calls per step (conditional first, :func:`two_call_guidance`); :func:`classifier_free`
+puts both halves through one batched forward of batch 2B, which is the same arithmetic per item
+and one kernel launch sequence instead of two. Samplers never see the condition: they get a
+plain ``(x_t, t) -> v`` callable.
 """
 
 from __future__ import annotations
@@ -80,6 +81,37 @@ def classifier_free(
     def guided(x: Tensor, t: Tensor) -> Tensor:
         out = model(torch.cat([x, x], dim=0), torch.cat([t, t], dim=0), both)
         v_cond, v_uncond = out.chunk(2, dim=0)
+        return v_uncond + scale * (v_cond - v_uncond)
+
+    return guided
+
+
+def two_call_guidance(
+    model: ConditionalModel, cond: Tensor, uncond: Tensor, scale: float
+) -> Denoiser:
+    """Classifier-free guidance as the original computes it: two UNet calls of batch B per step.
+
+    The conditional pass runs first, then the unconditional one; the result is
+    ``v_u + scale * (v_c - v_u)`` like :func:`classifier_free`, which does the same in one call
+    of batch 2B. With ``scale`` 0 or 1 both make one call.
+
+    Args:
+        model: ``(x [B, C, H, W], t [B], cond [B, C', H, W]) -> v [B, C, H, W]``.
+        cond: [B, C', H, W] condition.
+        uncond: unconditional condition, broadcastable to ``cond``.
+        scale: guidance weight w.
+
+    Returns:
+        A denoiser ``(x, t) -> v``.
+    """
+    scale = float(scale)
+    if scale in (0.0, 1.0):
+        return classifier_free(model, cond, uncond, scale)
+    uncond = uncond.expand_as(cond)
+
+    def guided(x: Tensor, t: Tensor) -> Tensor:
+        v_cond = model(x, t, cond)
+        v_uncond = model(x, t, uncond)
         return v_uncond + scale * (v_cond - v_uncond)
 
     return guided

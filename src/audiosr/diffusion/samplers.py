@@ -1,6 +1,8 @@
 """Samplers: pure functions over a v-prediction denoiser (k-diffusion's contract).
 
-Every sampler is ``sample_x(denoiser, x, schedule, timesteps, *, ..., callback, progress) -> x``:
+Every sampler is called the same way,
+``sample_x(denoiser, x, schedule, timesteps, *, eta, noise, callback, progress) -> x``
+(:data:`SAMPLERS` maps names to them; the engine never special-cases one):
 
 * ``denoiser(x_t [B, C, H, W], t [B] int64) -> v`` is any callable (the UNet wrapped by
   :func:`~audiosr.diffusion.guidance.classifier_free`);
@@ -9,6 +11,9 @@ Every sampler is ``sample_x(denoiser, x, schedule, timesteps, *, ..., callback, 
   from the largest to the smallest, so both the original's ascending DDIM table
   (:func:`~audiosr.diffusion.schedule.ddim_timesteps`) and the descending visiting lists of
   :func:`timesteps_for` are accepted.
+
+``eta`` and ``noise`` (``noise(i)`` returns step i's fresh noise) drive the stochastic DDIM
+steps; the ODE solvers are deterministic and accept them without using them.
 
 ``callback`` receives one dict per model evaluation: ``i`` (step number in visiting order),
 ``t`` (DDPM step), ``x`` (the input x_t), ``v``, ``x0`` (the clean estimate) and ``x_next``
@@ -160,6 +165,8 @@ def sample_dpmpp_2m(
     schedule: Schedule,
     timesteps: Tensor,
     *,
+    eta: float = 0.0,
+    noise: NoiseSource | None = None,
     callback: Callback | None = None,
     progress: bool = False,
 ) -> Tensor:
@@ -179,12 +186,15 @@ def sample_dpmpp_2m(
         x: [B, C, H, W] latent at the first visited timestep (pure noise when it is 999).
         schedule: the DDPM schedule.
         timesteps: DDPM steps, visited from the largest (e.g. :func:`timesteps_for`).
+        eta: unused (deterministic solver; part of the common sampler signature).
+        noise: unused (likewise).
         callback: called once per model evaluation.
         progress: show a progress bar.
 
     Returns:
         [B, C, H, W] the clean estimate x0.
     """
+    del eta, noise
     visit = _visit_order(timesteps, schedule)
     terms = _ode_terms(schedule, visit)
     x0_prev: Tensor | None = None
@@ -288,6 +298,8 @@ def sample_unipc(
     timesteps: Tensor,
     *,
     order: int = 2,
+    eta: float = 0.0,
+    noise: NoiseSource | None = None,
     callback: Callback | None = None,
     progress: bool = False,
 ) -> Tensor:
@@ -305,12 +317,15 @@ def sample_unipc(
         schedule: the DDPM schedule.
         timesteps: DDPM steps, visited from the largest (e.g. :func:`timesteps_for`).
         order: predictor order p (1..3).
+        eta: unused (deterministic solver; part of the common sampler signature).
+        noise: unused (likewise).
         callback: called once per model evaluation (``x`` is the corrected x_t).
         progress: show a progress bar.
 
     Returns:
         [B, C, H, W] the clean estimate x0.
     """
+    del eta, noise
     if order not in (1, 2, 3):
         raise ValueError(f"UniPC order must be 1, 2 or 3, got {order}")
     visit = _visit_order(timesteps, schedule)

@@ -21,21 +21,45 @@ This module looks for the edge itself, on the long-term average spectrum (LTAS) 
    ``reference_octaves`` (2) just below ``f``. Requiring everything above to be low ignores
    dips and holes inside the band; comparing with the octaves just below (not with the loudest
    bin of the file) tolerates the natural high-frequency tilt of music and speech, up to about
-   ``drop_db / reference_octaves`` = 10 dB per octave. Steeper natural roll-offs read as a
-   band limit where the content has faded by ``drop_db`` within two octaves. (A three-octave
+   ``drop_db / reference_octaves`` = 10 dB per octave; steeper natural roll-offs pass this
+   test, and step 5 tells them from band limits. (A three-octave
    reference, tried first, read bass-heavy music, which loses 20 dB between 400 Hz and 3 kHz
    and keeps real content up to a 19 kHz master low-pass, as band-limited at 3 kHz.)
 4. Depth: from half an octave to one octave above ``f``, the spectrum must also lie
    ``depth_db`` (40 dB) below that reference level. Past a band limit little but the floor is
    left; a voice that loses 35 dB from its fundamental to 2 kHz and keeps its consonants at
-   -40 to -55 dB up to 16 kHz passes step 3 at 2 kHz but not this one. Second-order filters
-   fall too gently for it at their -20 dB point and read between their -20 and -40 dB points.
+   -40 to -55 dB up to 16 kHz passes step 3 at 2 kHz but not this one.
+5. The shape (issue 9: steps 3-4 alone read real music with a steep natural roll-off, e.g.
+   content 35-45 dB under the band from 6 to 20 kHz, as band-limited at 7-15 kHz, and the
+   pre-filter deleted that content). What physically makes a band limit is how the spectrum
+   leaves the band, so ``f`` must also be one of:
+
+   * a *cliff*: the top 24th of an octave under ``f`` lies ``cliff_db`` (30 dB) above
+     everything from a 24th of an octave over ``f`` to Nyquist (300 dB per octave or more:
+     coders, resamplers, elliptic and high-order Chebyshev filters), its top less than 60 dB
+     under the reference band (a step from a noise floor into a resampler's stop band is
+     floor, not band);
+   * a *skirt*: from ``f`` up to the floor, every sixth of an octave falls at least
+     ``skirt_db_per_octave`` (60 dB per octave) and every 24th at half that rate (a plateau,
+     however short and quiet, breaks it), and it falls at least 30 dB in all; the floor is
+     the lowest level of a running one-octave maximum (a rippled stop band counts), or
+     anything 60 dB under the reference band.
+
+   The lowest cliff wins, unless a skirt below it starts where the spectrum leaves the band
+   (the drop test starts to hold there) and reaches the cliff: a roll-off that begins lower
+   down and ends at a coder's cliff is content the coder kept. Without either, the input is
+   full band. Narrow bumps (tone leakage, coder islands) are removed for both tests by
+   running minima over a 12th of an octave.
 
 For a filter, the result is the frequency where its response has fallen ``drop_db`` below the
-pass band (its -20 dB point: within 5 % of the design cutoff for the order-8 elliptic filter,
-further out for gentle filters such as Butterworth of order 2); for brick-wall edges
-(resamplers, codecs) the edge itself. Signals made only of pure tones, like silence, have no
-measurable edge and read as full band.
+pass band (its -20 dB point: within 5 % of the design cutoff for the order-8 elliptic filter)
+when its skirt falls at least 60 dB per octave there; gentler filters (order 2, Bessel, order
+4 at low cutoffs) fall no faster than natural roll-offs and read where their skirt steepens or
+reaches the floor, keeping more of the input. For brick-wall edges (resamplers, coders) it is
+the edge itself: where the spectrum has fallen ``drop_db`` below its level just under the
+cliff. Signals made only of pure tones, like silence, have no measurable edge and read as full
+band. Channels are read together (mean power: the widest channel decides);
+:func:`detect_cutoffs_hz` reads each channel alone.
 """
 
 from __future__ import annotations
@@ -118,11 +142,15 @@ def detect_cutoff_hz(
     reference_octaves: float = 2.0,
     smooth_hz: float = 300.0,
     depth_db: float = 40.0,
+    cliff_db: float = 30.0,
+    skirt_db_per_octave: float = 60.0,
 ) -> float:
     """Estimate the band limit of ``audio``: the frequency above which no real content remains.
 
     Args:
         audio: ``[C, T]`` or ``[T]`` samples (numpy or torch, any float dtype), any level.
+            Channels are analysed together (their mean power): the result is the widest
+            channel's band limit. See :func:`detect_cutoffs_hz` for one per channel.
         sample_rate: Hz.
         drop_db: how far (dB) everything above the cutoff must lie below the loudest level of
             the ``reference_octaves`` just below it.
@@ -130,14 +158,61 @@ def detect_cutoff_hz(
         smooth_hz: width of the running percentile across frequency that removes tones, in Hz.
         depth_db: how far (dB) the spectrum from half an octave to one octave above the
             cutoff must lie below that reference level.
+        cliff_db: a cliff: the top twelfth of an octave under the cutoff lies this far (dB)
+            above everything from a twelfth of an octave over it to Nyquist.
+        skirt_db_per_octave: without a cliff, the spectrum above the cutoff must fall at least
+            this steeply until it reaches its floor (a filter's skirt).
 
     Returns:
         The cutoff in Hz, in ``(0, sample_rate / 2]``. ``sample_rate / 2`` (Nyquist) means no
         band limit was found: full-band input, and also silence or a constant, where there is
         no spectrum to read (returning Nyquist makes the pre-filter a no-op there).
     """
-    nyquist = sample_rate / 2
     freqs, power = long_term_spectrum(audio, sample_rate)
+    return cutoff_from_spectrum(
+        freqs, power, sample_rate, drop_db=drop_db, reference_octaves=reference_octaves,
+        smooth_hz=smooth_hz, depth_db=depth_db, cliff_db=cliff_db,
+        skirt_db_per_octave=skirt_db_per_octave,
+    )  # fmt: skip
+
+
+def detect_cutoffs_hz(audio: np.ndarray | Tensor, sample_rate: int, **kwargs: float) -> list[float]:
+    """One band limit per channel of ``audio`` ``[C, T]`` (a 1-D input is one channel).
+
+    Each channel is read alone with :func:`detect_cutoff_hz` (same keyword arguments), so a
+    channel that keeps content above the others' band limit keeps it.
+    """
+    x = _as_numpy_2d(audio, dtype=None)
+    return [detect_cutoff_hz(ch, sample_rate, **kwargs) for ch in x]
+
+
+def cutoff_from_spectrum(
+    freqs: np.ndarray,
+    power: np.ndarray,
+    sample_rate: int,
+    *,
+    drop_db: float = 20.0,
+    reference_octaves: float = 2.0,
+    smooth_hz: float = 300.0,
+    depth_db: float = 40.0,
+    cliff_db: float = 30.0,
+    skirt_db_per_octave: float = 60.0,
+) -> float:
+    """The band limit read from a long-term power spectrum (the rule of the module docstring).
+
+    Args:
+        freqs: ``[K]`` evenly spaced bin frequencies from 0 Hz (Hz), as from
+            :func:`long_term_spectrum`.
+        power: ``[K]`` linear power per bin.
+        sample_rate: Hz.
+        drop_db, reference_octaves, smooth_hz, depth_db, cliff_db, skirt_db_per_octave: see
+            :func:`detect_cutoff_hz`.
+
+    Returns:
+        The cutoff in Hz, in ``(0, sample_rate / 2]``.
+    """
+    nyquist = sample_rate / 2
+    power = np.array(power, dtype=np.float64)
     if not np.isfinite(power).all():
         raise ValueError("audio contains NaN or Inf samples")
     power[0] = 0.0  # DC says nothing about the band limit
@@ -159,42 +234,123 @@ def detect_cutoff_hz(
 
     # Log-frequency grid: tilt tolerance and the reference band are in octaves.
     lo = min(_GRID_MIN_HZ, nyquist / 4)
-    n_grid = int(math.floor(math.log2(nyquist / lo) * _GRID_STEPS_PER_OCTAVE)) + 1
-    grid = lo * 2.0 ** (np.arange(n_grid) / _GRID_STEPS_PER_OCTAVE)
+    steps = _GRID_STEPS_PER_OCTAVE
+    n_grid = int(math.floor(math.log2(nyquist / lo) * steps)) + 1
+    grid = lo * 2.0 ** (np.arange(n_grid) / steps)
     grid[-1] = min(grid[-1], nyquist)
     lg = np.interp(grid, freqs, level)
 
     # above[i]: loudest level anywhere at or above grid[i] (everything above must be low).
     above = np.maximum.accumulate(lg[::-1])[::-1]
     # ref[i]: loudest level in the reference band just below grid[i] (grid[i] included).
-    span = max(1, int(round(reference_octaves * _GRID_STEPS_PER_OCTAVE)))
-    padded = np.concatenate([np.full(span, lg[0]), lg])
-    ref = np.lib.stride_tricks.sliding_window_view(padded, span + 1).max(axis=-1)
+    span = max(1, int(round(reference_octaves * steps)))
+    ref = _running_max_below(lg, span)
     margin = ref - drop_db - above  # >= 0 where everything above is drop_db below the band
     # Depth: half an octave to one octave above f, the spectrum must lie depth_db below the
-    # reference band. A band limit leaves little but the floor there; a natural roll-off
-    # (speech losing 35 dB from its fundamental to 3 kHz, then holding consonants at -40 to
-    # -55 dB up to 16 kHz) passes the drop test above but not this one.
-    half = _GRID_STEPS_PER_OCTAVE // 2
-    deep_max = np.full(n_grid, -np.inf)
-    for i in range(n_grid):
-        lo_i = min(i + half, n_grid - 1)
-        hi_i = min(i + _GRID_STEPS_PER_OCTAVE, n_grid - 1)
-        deep_max[i] = lg[lo_i : hi_i + 1].max()
-    deep_ok = deep_max <= ref - depth_db
-    hits = np.nonzero((margin >= 0.0) & deep_ok)[0]
-    if len(hits) == 0:
+    # reference band.
+    half = steps // 2
+    padded = np.concatenate([lg, np.full(steps, lg[-1])])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, steps - half + 1)
+    deep_max = windows.max(axis=-1)[half : half + n_grid]
+    ok = (margin >= 0.0) & (deep_max <= ref - depth_db)
+    # Cliff and skirt are read on the spectrum with narrow bumps removed (a running minimum):
+    # the leakage of loud tones, isolated coder islands.
+    w = max(1, steps // 24)
+    # Cliff: the top 24th of an octave of the band lies cliff_db above everything from a 24th
+    # of an octave over f to Nyquist (a fall of 300 dB per octave or more: coders,
+    # resamplers and elliptic filters; Butterworth skirts fall 100 dB per octave at order 8).
+    # The top: the band just under f, with bumps narrower than a 12th of an octave removed by
+    # a running minimum over the 12th of an octave *below* each point (a centred one would
+    # pull the foot of the cliff into its top).
+    top = _running_max_below(ndimage.minimum_filter1d(lg, 2 * w + 1, origin=w, mode="nearest"), w)
+    rest_max = ndimage.minimum_filter1d(lg, w + 1, mode="nearest")
+    rest_max = np.maximum.accumulate(rest_max[::-1])[::-1]
+    rest = np.concatenate([rest_max[w:], np.full(w, np.inf)])  # no room for a cliff at the end
+    # A cliff falls from content: its top lies less than _FLOOR_DEPTH_DB under the reference
+    # band (deeper steps, e.g. from a noise floor into a resampler's stop band, are floor).
+    cliff = (top - rest >= cliff_db) & (top >= ref - _FLOOR_DEPTH_DB)
+    eroded = ndimage.minimum_filter1d(lg, 2 * w + 1, mode="nearest")
+    # The lowest cliff, unless a skirt under it is where the spectrum leaves the band (the
+    # drop test starts to hold there) and reaches the cliff (it has fallen _SKIRT_CLIFF_DB by
+    # the cliff, or falls at twice the skirt's rate into it: a filter's skirt may end in a
+    # steep dive, e.g. at a digital filter's zero at Nyquist). A roll-off that starts lower
+    # down and ends at a coder's cliff is content the coder kept: the cliff decides.
+    cliffs = np.nonzero(ok & cliff)[0]
+    c = int(cliffs[0]) if len(cliffs) else n_grid
+    skirts = (
+        int(i) for i in np.nonzero(ok[:c])[0]
+        if _is_skirt(eroded[i:], steps, skirt_db_per_octave, ref[i] - _FLOOR_DEPTH_DB)
+    )  # fmt: skip
+    i = next(skirts, -1)
+    if c < n_grid and (
+        i <= 0
+        or margin[i - 1] >= 0.0
+        or not _skirt_reaches(lg[i], lg[c], (c - i) / steps, skirt_db_per_octave)
+    ):
+        i = c
+        if i > 0 and margin[i - 1] >= 0.0:
+            # Music tilts: the level under a coder's cliff may already lie drop_db below the
+            # reference band, and the cliff test looks a little ahead. The edge is where the
+            # spectrum falls drop_db below its level just under the cliff.
+            kept = np.nonzero(lg[i : i + 3 * w + 1] >= top[i] - drop_db)[0]
+            j = i + int(kept.max()) if len(kept) else i
+            return float(min(grid[j] + edge_shift_hz, nyquist))
+    elif i < 0:
         return nyquist
-    i = int(hits[0])
     if i == 0:
         return float(grid[0])
-    if margin[i - 1] >= 0.0:  # the drop was there already; the depth test decided
+    if margin[i - 1] >= 0.0:  # the drop was there already; another test decided
         return float(min(grid[i] + edge_shift_hz, nyquist))
     # Linear interpolation of the zero crossing of `margin` between grid[i-1] and grid[i].
     m0, m1 = margin[i - 1], margin[i]
     t = m0 / (m0 - m1) if m0 != m1 else 1.0
     log_f = math.log2(grid[i - 1]) + t * (math.log2(grid[i]) - math.log2(grid[i - 1]))
     return float(min(2.0**log_f + edge_shift_hz, nyquist))
+
+
+def _skirt_reaches(start_db: float, cliff_db: float, octaves: float, rate: float) -> bool:
+    """Whether a skirt starting at ``start_db`` has reached a cliff found ``octaves`` higher
+    at a level of ``cliff_db`` (see :func:`cutoff_from_spectrum`)."""
+    fall = start_db - cliff_db
+    return fall >= _SKIRT_CLIFF_DB or fall >= 2.0 * rate * octaves
+
+
+def _running_max_below(x: np.ndarray, span: int) -> np.ndarray:
+    """``out[i] = max(x[i - span : i + 1])`` (the start clamped to 0)."""
+    padded = np.concatenate([np.full(span, x[0]), x])
+    return np.lib.stride_tricks.sliding_window_view(padded, span + 1).max(axis=-1)
+
+
+_FLOOR_TOLERANCE_DB = 3.0
+_SKIRT_MIN_FALL_DB = 30.0
+_FLOOR_DEPTH_DB = 60.0
+_SKIRT_CLIFF_DB = 20.0
+
+
+def _is_skirt(lg: np.ndarray, steps: int, db_per_octave: float, deep: float) -> bool:
+    """True when ``lg`` (dB on the log grid, ``steps`` per octave, from the candidate up)
+    falls at least ``db_per_octave`` until it is within a few dB of its own floor.
+
+    The floor is the lowest level of the running maximum over an octave: a stop band
+    with ripples and notches (elliptic filters) is a floor at the height of its ripples.
+    """
+    w = steps
+    padded = np.concatenate([lg, np.full(w, lg[-1])])
+    envelope = np.lib.stride_tricks.sliding_window_view(padded, w + 1).max(axis=-1)
+    if envelope.min() > lg[0] - _SKIRT_MIN_FALL_DB:
+        return False  # it never falls far: a natural roll-off that reaches Nyquist
+    floor = max(envelope.min() + _FLOOR_TOLERANCE_DB, deep)
+    # From the candidate up to the floor, every sixth of an octave falls at the skirt's rate
+    # and every 24th at half of it (slack for the noise of the estimate): a plateau, however
+    # short and however quiet, breaks it.
+    for k, rate in ((max(1, steps // 6), db_per_octave), (max(1, steps // 24), db_per_octave / 2)):
+        if len(lg) <= k:
+            continue
+        start, end = lg[:-k], lg[k:]
+        steep = (end <= start - rate * k / steps) | (end <= floor) | (start <= floor)
+        if not steep.all():
+            return False
+    return True
 
 
 def prefilter_lowpass(

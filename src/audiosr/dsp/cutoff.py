@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -139,35 +140,34 @@ def sequential_sum(x: Tensor) -> Tensor:
 
     This is what numpy computes when the reduced axis is not the contiguous one, e.g.
     ``np.sum(S, axis=-1)`` of librosa's Fortran-ordered (bins, frames) STFT matrix: the inner
-    loop runs over bins and the frames are added one after the other.
+    loop runs over bins and the frames are added one after the other. Computed on the CPU in one
+    vectorised call (numpy's ``add.accumulate`` is strictly sequential), not as one tiny device
+    kernel per element.
 
     Args:
-        x: [..., n].
+        x: [..., n] fp32 or fp64.
 
     Returns:
-        [...] sums.
+        [...] sums on x's device.
     """
-    total = torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
-    for i in range(x.shape[-1]):
-        total = total + x[..., i]
-    return total
+    return sequential_cumsum(x)[..., -1]
 
 
 def sequential_cumsum(x: Tensor) -> Tensor:
     """Running sum over the last dim accumulated in x's precision (``numpy.cumsum`` of fp32).
 
+    torch's CPU cumsum accumulates fp32 in fp64, so numpy's own strictly sequential
+    ``add.accumulate`` does it, on the CPU.
+
     Args:
-        x: [..., n].
+        x: [..., n] fp32 or fp64.
 
     Returns:
-        [..., n] running sums.
+        [..., n] running sums on x's device.
     """
-    out = torch.empty_like(x)
-    acc = torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
-    for i in range(x.shape[-1]):
-        acc = acc + x[..., i]
-        out[..., i] = acc
-    return out
+    host = x.detach().to("cpu").numpy()
+    out = np.add.accumulate(host, axis=-1, dtype=host.dtype)
+    return torch.from_numpy(out).to(x.device)
 
 
 # --- the heuristic ------------------------------------------------------------------------------

@@ -51,20 +51,25 @@ def mel_cutoff_bins(lowpass_mel: Tensor, percentile: float = CUTOFF_PERCENTILE) 
     return locate_cutoff_bin(energy, percentile, torch.float32, "torch")
 
 
-def replace_low_mel_bins(mel_hat: Tensor, lowpass_mel: Tensor) -> Tensor:
+def replace_low_mel_bins(
+    mel_hat: Tensor, lowpass_mel: Tensor, bins: Tensor | None = None
+) -> Tensor:
     """Replace the lowest k_mel bins of the decoded mel by the conditioning mel's (spec §9.2).
 
     Args:
         mel_hat: [B, 1, T, M] decoded log-mel (upstream layout).
         lowpass_mel: [B, T, M] log-mel of the low-passed input.
+        bins: [B] k_mel already computed by :func:`mel_cutoff_bins` (an fp64 cumulative sum:
+            the diffusion engine takes it on the host, so a device without fp64 only does
+            this fp32 selection); None computes it here.
 
     Returns:
         [B, 1, T, M] new tensor; ``mel_hat`` is not modified.
     """
-    k = mel_cutoff_bins(lowpass_mel)  # [B]
+    k = mel_cutoff_bins(lowpass_mel) if bins is None else bins  # [B]
     bins = torch.arange(mel_hat.shape[-1], device=mel_hat.device)
     low = (bins < k.to(mel_hat.device)[:, None])[:, None, None, :]  # [B, 1, 1, M]
-    return torch.where(low, lowpass_mel[:, None].to(mel_hat.dtype), mel_hat)
+    return torch.where(low, lowpass_mel[:, None].to(mel_hat.device, mel_hat.dtype), mel_hat)
 
 
 @dataclass(frozen=True)

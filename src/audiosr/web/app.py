@@ -8,6 +8,8 @@ endpoint ``/upsample``; every input after the audio has a default, so
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from typing import Any
 from ..engines.base import Engine
 from ..errors import AudioSRError
 from .jobs import JobResult, describe_input, run_job
-from .models import JobCancelled, ModelCache, ModelKey
+from .models import JobCancelled, ModelCache, ModelKey, release_free_memory
 from .settings import BAND_LIMIT_MODES, ENGINES, PAGE_PRESETS, SEED_MAX, Request, WebOptions
 
 log = logging.getLogger(__name__)
@@ -119,12 +121,15 @@ def build_app(
                 if examples:
                     gr.Examples(examples=[[p] for p in examples], inputs=[audio], label="examples")
                 with gr.Row():
-                    engine = gr.Radio(list(ENGINES), value=web.engine, label="engine")
+                    engine = gr.Radio(
+                        list(ENGINES), value=web.engine, label="engine", elem_id="audiosr-engine"
+                    )
                     model = gr.Radio(
                         list(web.model_choices),
                         value=web.default_model,
                         label="model",
                         visible=web.engine == "audiosr",
+                        elem_id="audiosr-model",
                     )
                 status = gr.Markdown(
                     engine_status(models, web, web.engine, web.default_model),
@@ -157,7 +162,7 @@ def build_app(
                 with gr.Row():
                     input48 = gr.Audio(
                         type="filepath",
-                        label="input at 48 kHz (level-matched)",
+                        label="input at 48 kHz",
                         interactive=False,
                         elem_id="audiosr-input48",
                     )
@@ -214,8 +219,6 @@ def build_app(
             Returns (output WAV, the same file to download, the input at 48 kHz
             level-matched, the spectrogram PNG, the info panel, details as JSON).
             """
-            import anyio
-
             if not audio:
                 raise gr.Error("upload or record a file first", print_exception=False)
             try:
@@ -232,8 +235,11 @@ def build_app(
                     prefilter=bool(prefilter),
                     keep_loudness=bool(keep_loudness),
                 )
+                request.check(web)  # before a worker is picked by the engine and model names
             except (TypeError, ValueError) as exc:
                 raise gr.Error(f"bad setting: {exc}", print_exception=False) from None
+            except AudioSRError as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
             cancelled = threading.Event()
             bars: list[Any] = []
 
@@ -258,11 +264,19 @@ def build_app(
                 finally:
                     for bar in bars:
                         bar.close()
+                    release_free_memory()
 
+            key = models.key(request.engine, request.model)
+            if models.busy(key):
+                report(None, None, f"waiting for {key.label()} (busy)")
+            context = contextvars.copy_context()  # gr.Progress reaches the worker through it
+            future = models.workers(key).submit(context.run, job)
             try:
-                result = await anyio.to_thread.run_sync(job, abandon_on_cancel=True)
-            except anyio.get_cancelled_exc_class():
-                cancelled.set()  # the worker stops at its next progress point
+                result = await asyncio.wrap_future(future)
+            except asyncio.CancelledError:
+                # Not started yet: it never will; running: it stops at its next progress point.
+                cancelled.set()
+                future.cancel()
                 raise
             except JobCancelled as exc:
                 raise gr.Error(str(exc), print_exception=False) from None
@@ -386,5 +400,8 @@ def launch(
         quiet=not block,
         css=CSS,
         show_error=True,
+        # Gradio's run history keeps results in the browser (or a Hugging Face bucket) after
+        # the server has deleted them; off: nothing leaves the server, and nothing stale.
+        run_history=False,
     )
     return app

@@ -6,18 +6,19 @@ import argparse
 import logging
 import os
 
-from ..errors import AudioSRError
-
 log = logging.getLogger(__name__)
 
 
-def build_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """The ``audiosr web`` argument parser (``parser_class``: the CLI's one-line-error parser)."""
+def build_parser(
+    parser_class: type[argparse.ArgumentParser],
+    formatter_class: type[argparse.HelpFormatter] = argparse.ArgumentDefaultsHelpFormatter,
+) -> argparse.ArgumentParser:
+    """The ``audiosr web`` argument parser (the CLI's one-line-error parser and help format)."""
     p = parser_class(
         prog="audiosr web",
-        description="Serve the AudioSR web page: upload or record, listen before/after, "
-        "see the spectrograms, download the 48 kHz WAV. Needs: pip install 'audiosr-forge[web]'.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Serve the AudioSR web page: upload or record, listen before/after, see\n"
+        "the spectrograms, download the 48 kHz WAV. Needs: pip install 'audiosr-forge[web]'.",
+        formatter_class=formatter_class,
     )
     p.add_argument("--host", default="127.0.0.1", help="interface (0.0.0.0: all)")
     p.add_argument("--port", type=int, default=7860, help="TCP port")
@@ -49,7 +50,7 @@ def build_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.Argume
         type=int,
         default=None,
         help="CPU threads, as for audiosr (default: OMP_NUM_THREADS if set, else 1 for the "
-        "dsp and sinc engines and the idle CPUs for the model)",
+        "dsp and sinc engines, the idle CPUs for the model)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -61,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
     from .settings import WebOptions
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from ..cli import UsageError
+
     if args.threads is not None and args.threads < 1:
-        raise AudioSRError(f"--threads must be >= 1, got {args.threads}")
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
     try:
         options = WebOptions(
             engine=args.engine,
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             examples_dir=args.examples,
         )
     except ValueError as exc:
-        raise AudioSRError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     from .app import launch
 
     log.info("serving the AudioSR page on http://%s:%d", args.host, args.port)

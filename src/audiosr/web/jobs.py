@@ -32,7 +32,7 @@ from ..audio_io import (
 )
 from ..errors import AudioReadError, AudioSRError
 from ..pipeline import SAMPLE_RATE, UpsampleReport
-from .models import JobCancelled, ModelCache
+from .models import JobCancelled, ModelCache, engine_with_options
 from .settings import (
     Request,
     WebOptions,
@@ -297,8 +297,6 @@ def run_job(
             checkpoint()
             start = time.perf_counter()
             progress(0, None, "reading the input and detecting its band limit")
-            from .models import engine_with_options
-
             job_engine = engine_with_options(engine, options) if options else engine
             upsampler = Upsampler(job_engine, pipeline_options(parsed))
             report = upsampler.upsample_file(src, out_wav, progress=segments)

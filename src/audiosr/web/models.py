@@ -10,10 +10,12 @@ cancelled while waiting).
 from __future__ import annotations
 
 import copy
+import ctypes
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -61,6 +63,20 @@ def engine_with_options(engine: Engine, options: SamplingOptions) -> Engine:
     return clone
 
 
+def release_free_memory() -> None:
+    """Give the allocator's free pages back to the system (glibc's ``malloc_trim``).
+
+    A job frees tens of MB of audio buffers; glibc keeps such freed memory in its pools, so
+    a long-running server's resident size would follow its largest past jobs. Elsewhere
+    (macOS, Windows, musl) this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def load_engine(web: WebOptions, key: ModelKey) -> Engine:
     """Build the engine for ``key`` with the server's device and checkpoint settings.
 
@@ -99,11 +115,32 @@ class ModelCache:
         self._engines: dict[ModelKey, Engine] = {}
         self._loading: dict[ModelKey, threading.Lock] = {}
         self._slots: dict[ModelKey, threading.BoundedSemaphore] = {}
+        self._workers: dict[ModelKey, ThreadPoolExecutor] = {}
+        self._running: dict[ModelKey, int] = {}
         self._failed: dict[ModelKey, tuple[float, str]] = {}
         self.loads = 0  # models loaded so far (for tests and the log)
 
     def key(self, engine: str, model: str) -> ModelKey:
         return ModelKey(engine, model if engine == "audiosr" else "")
+
+    def workers(self, key: ModelKey) -> ThreadPoolExecutor:
+        """The model's own ``jobs_per_model`` worker threads; its jobs queue there.
+
+        Running a model's jobs always on the same few threads (rather than on whichever
+        thread of a shared pool is free) keeps the memory allocator's per-thread arenas,
+        and so the server's resident memory, from growing with the number of requests.
+        """
+        with self._lock:
+            if key not in self._workers:
+                self._workers[key] = ThreadPoolExecutor(
+                    self._web.jobs_per_model, thread_name_prefix=f"audiosr-{key.label()}"
+                )
+            return self._workers[key]
+
+    def busy(self, key: ModelKey) -> bool:
+        """Whether every job slot of the model is taken (a new job would wait)."""
+        with self._lock:
+            return self._running.get(key, 0) >= self._web.jobs_per_model
 
     def is_loaded(self, key: ModelKey) -> bool:
         with self._lock:
@@ -170,7 +207,11 @@ class ModelCache:
             while not slots.acquire(timeout=WAIT_POLL_S):
                 if cancelled():
                     raise JobCancelled("cancelled while waiting for the model")
+        with self._lock:
+            self._running[key] = self._running.get(key, 0) + 1
         try:
             yield
         finally:
+            with self._lock:
+                self._running[key] -= 1
             slots.release()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import SamplingOptions
@@ -153,8 +153,7 @@ class Request:
         """This request with its seed fixed: a fresh random one when ``random_seed``."""
         if not self.random_seed:
             return self
-        return Request(**{**self.__dict__, "seed": secrets.randbelow(SEED_MAX + 1),
-                          "random_seed": False})  # fmt: skip
+        return replace(self, seed=secrets.randbelow(SEED_MAX + 1), random_seed=False)
 
     @property
     def manual_cutoff_hz(self) -> float | None:

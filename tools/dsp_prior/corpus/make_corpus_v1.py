@@ -3,6 +3,8 @@
 Sources: the installed Debian packages alsa-utils, ktuberling, pingus, frozen-bubble,
 extremetuxracer, sound-theme-freedesktop, oxygen-sounds, and fluidsynth renders
 (fluid-soundfont-gm) of the project-written MIDI files of make_midi.py in raw/music.
+The packages are read under $DSP_PRIOR_ROOT (default: the installed system, "/"); e.g.
+``dpkg-deb -x <package>_*.deb $DSP_PRIOR_ROOT`` for each of them.
 """
 
 import glob
@@ -16,6 +18,7 @@ import soxr
 rng = random.Random(3)
 WORK = os.environ.get("DSP_PRIOR_WORK", "/tmp/dsp_prior")
 OUT = f"{WORK}/corpus_v1"
+ROOT = os.environ.get("DSP_PRIOR_ROOT", "/").rstrip("/")
 MAX = 6 * 48000
 
 
@@ -52,16 +55,17 @@ def concat(paths, gap=0.15):
 
 
 # speech
-alsa = sorted(p for p in glob.glob("/usr/share/sounds/alsa/*.wav") if "Noise" not in p)
+alsa = sorted(p for p in glob.glob(f"{ROOT}/usr/share/sounds/alsa/*.wav") if "Noise" not in p)
 save("speech", "alsa_a", concat(alsa[:4]))
 save("speech", "alsa_b", concat(alsa[4:]))
-kt = sorted(glob.glob("/usr/share/ktuberling/sounds/*/*.ogg"))
+kt = sorted(glob.glob(f"{ROOT}/usr/share/ktuberling/sounds/*/*.ogg"))
 langs = sorted({p.split("/")[-2] for p in kt})
 for lang in rng.sample(langs, 8):
     files = [p for p in kt if p.split("/")[-2] == lang]
     save("speech", f"ktuberling_{lang}", concat(rng.sample(files, min(5, len(files)))))
 pv = [
-    f"/usr/share/games/pingus/data/sounds/{n}.wav" for n in ("letsgo", "yipee", "ohno", "goodidea")
+    f"{ROOT}/usr/share/games/pingus/data/sounds/{n}.wav"
+    for n in ("letsgo", "yipee", "ohno", "goodidea")
 ]
 save("speech", "pingus_voice", concat(pv))
 for p in glob.glob(f"{WORK}/raw/speech/*.wav"):
@@ -70,19 +74,19 @@ for p in glob.glob(f"{WORK}/raw/speech/*.wav"):
 for p in glob.glob(f"{WORK}/raw/music/*.wav"):
     save("music", "fluid_" + os.path.basename(p)[:-4], load(p))
 for n in ("frozen-mainzik-1p", "frozen-mainzik-2p", "introzik"):
-    save("music", "fb_" + n, load(f"/usr/share/games/frozen-bubble/snd/{n}.ogg"))
-for p in sorted(glob.glob("/usr/share/games/etr/music/*.ogg"))[:4]:
+    save("music", "fb_" + n, load(f"{ROOT}/usr/share/games/frozen-bubble/snd/{n}.ogg"))
+for p in sorted(glob.glob(f"{ROOT}/usr/share/games/etr/music/*.ogg"))[:4]:
     save("music", "etr_" + os.path.basename(p)[:-4], load(p))
 # other sounds
-fd = sorted(glob.glob("/usr/share/sounds/freedesktop/stereo/*.oga"))
+fd = sorted(glob.glob(f"{ROOT}/usr/share/sounds/freedesktop/stereo/*.oga"))
 for p in rng.sample(fd, 8):
     save("other", "fd_" + os.path.basename(p)[:-4], load(p))
-ox = sorted(glob.glob("/usr/share/sounds/Oxygen-*.ogg"))
+ox = sorted(glob.glob(f"{ROOT}/usr/share/sounds/Oxygen-*.ogg"))
 for p in rng.sample(ox, 8):
     save("other", "ox_" + os.path.basename(p)[:-4], load(p))
 for n in ("applause", "destroy_group", "launch", "rebound", "snore", "typewriter", "newroot"):
-    save("other", "fb_" + n, load(f"/usr/share/games/frozen-bubble/snd/{n}.ogg"))
-for p in sorted(glob.glob("/usr/share/games/etr/sounds/*.wav")):
+    save("other", "fb_" + n, load(f"{ROOT}/usr/share/games/frozen-bubble/snd/{n}.ogg"))
+for p in sorted(glob.glob(f"{ROOT}/usr/share/games/etr/sounds/*.wav")):
     save("other", "etr_" + os.path.basename(p)[:-4], load(p))
 for n in ("splash", "chink", "digger", "plop"):
-    save("other", "pingus_" + n, load(f"/usr/share/games/pingus/data/sounds/{n}.wav"))
+    save("other", "pingus_" + n, load(f"{ROOT}/usr/share/games/pingus/data/sounds/{n}.wav"))
