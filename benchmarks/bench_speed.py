@@ -563,20 +563,7 @@ def pipeline_options_for(preset: str, steps: int | None) -> tuple[SamplingOption
     Returns:
         (options, the preset's own number of sampler steps); ``steps`` caps the steps run.
     """
-    from audiosr import cli
-
-    values = dict(cli.PRESETS[preset])
-    precision = values["precision"]
-    if precision == "auto":
-        native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-        precision = "bf16" if native else "fp32"
-    options = SamplingOptions(
-        steps=int(values["ddim_steps"]),
-        guidance_scale=float(values["guidance_scale"]),
-        sampler=values["sampler"],
-        precision=precision,
-        attention=values["attention"],
-    )
+    options = preset_options(preset, torch.device("cpu"))
     target = _visited_steps(options)
     if steps is not None and steps < options.steps:
         options = options.replace(steps=steps)
@@ -610,13 +597,12 @@ def run_pipeline(model, config, args: argparse.Namespace) -> list[dict]:
         real_generate = diffusion.generate
 
         def timed_generate(*a, _real=real_generate, _times=stage_times, **kw):
-            result = _real(*a, **kw)
+            result = _real(*a, **{"clock": clock, **kw})
             for k, v in result.timings.items():
                 _times[k] = _times.get(k, 0.0) + v
             return result
 
         runtime = DiffusionRuntime(model, config)
-        runtime.clock = clock
         with tempfile.TemporaryDirectory() as tmp:
             src = f"{tmp}/in.wav"
             sf.write(src, wave[0].numpy(), SAMPLE_RATE, subtype="FLOAT")
