@@ -151,7 +151,7 @@ def test_each_step_runs_once_and_the_engine_sees_the_file_gain(golden, monkeypat
     )
     # Two 5.12 s segments (7 s), the second one quiet: one gain for the file.
     x = band_noise(7 * SR, SR, [6000.0])
-    x[:, 4 * SR :] *= 0.05
+    x[:, int(3.5 * SR) :] *= 0.05  # the second segment starts at 3.84 s
     options = PipelineOptions(segment_s=5.12, overlap_s=1.28, batch_size=1)  # two calls
     with torch.inference_mode():
         y, report = upsample(engine, torch.from_numpy(x), options)
