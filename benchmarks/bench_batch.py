@@ -32,7 +32,7 @@ import torch
 
 from audiosr.api import Upsampler
 from audiosr.audio_io import write_audio
-from audiosr.config import AudioSRConfig, SamplingOptions
+from audiosr.config import PIPELINE_STEPS, AudioSRConfig, SamplingOptions
 from audiosr.engines.diffusion import AudioSREngine, DiffusionRuntime
 from audiosr.pipeline import PipelineOptions
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     config = AudioSRConfig() if args.full else AudioSRConfig.tiny()
     model = build_random_model(config, args.seed, device)
     options = SamplingOptions(steps=args.steps, guidance_scale=3.5, sampler=args.sampler)
-    engine = AudioSREngine(DiffusionRuntime(model, config), options)
+    engine = AudioSREngine(DiffusionRuntime(model, config), options, steps=PIPELINE_STEPS)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "in"

@@ -6,6 +6,8 @@ Re-run with::
     python benchmarks/bench_speed.py --steps 3            # quick: 3 steps run, 50 extrapolated
     python benchmarks/bench_speed.py --device cuda --durations 5.12,10.24
     python benchmarks/bench_speed.py --stage-errors       # per-stage half-precision error only
+    python benchmarks/bench_speed.py --pipeline upstream,quality,fast --threads 1 --steps 2
+                                                          # the whole path of each CLI preset
 
 One process builds the full-size model (``AudioSRConfig()``, 672 M parameters) with random
 weights from a seeded generator (PyTorch's default init ranges, norms at 1/0), so every row
@@ -503,6 +505,175 @@ def end_to_end_stage_errors(
     return rows
 
 
+# --- the whole pipeline, per stage --------------------------------------------------------------
+
+# Functions timed wherever an ``audiosr`` module has imported them: the pipeline's own DSP
+# steps, then the engine's copies of them (the original's low-pass simulation and low-band
+# merges), which the pipeline path should not run a second time.
+TIMED_STEPS = (
+    "detect_cutoff_hz",
+    "prefilter_lowpass",
+    "merge_low_band",
+    "simulate_lowpass",
+    "replace_low_mel_bins",
+    "replace_low_band",
+)
+
+
+@contextlib.contextmanager
+def _timed_functions(names: tuple[str, ...], clock, totals: dict[str, float]) -> Iterator[None]:
+    """Accumulate the time of each named function in ``totals`` (nested calls counted once).
+
+    Every loaded ``audiosr`` module holding the function under that name gets a timing
+    wrapper for the block, so the module-level imports (``from .x import f``) are covered.
+    """
+    patched: list[tuple[object, str, object]] = []
+    originals = {}
+    for mod_name, module in list(sys.modules.items()):
+        if not mod_name.startswith("audiosr") or module is None:
+            continue
+        for name in names:
+            fn = module.__dict__.get(name)
+            if fn is None or not callable(fn):
+                continue
+            base = originals.setdefault(name, fn)
+            if fn is not base:
+                continue
+
+            def wrapper(*a, _fn=fn, _name=name, **kw):
+                start = clock()
+                try:
+                    return _fn(*a, **kw)
+                finally:
+                    totals[_name] = totals.get(_name, 0.0) + clock() - start
+                    totals[f"{_name} calls"] = totals.get(f"{_name} calls", 0) + 1
+
+            patched.append((module, name, fn))
+            setattr(module, name, wrapper)
+    try:
+        yield
+    finally:
+        for module, name, fn in patched:
+            setattr(module, name, fn)
+
+
+def pipeline_options_for(preset: str, steps: int | None) -> tuple[SamplingOptions, int]:
+    """The CLI preset's sampling options on this CPU, and the steps it visits.
+
+    Returns:
+        (options, the preset's own number of sampler steps); ``steps`` caps the steps run.
+    """
+    options = preset_options(preset, torch.device("cpu"))
+    target = _visited_steps(options)
+    if steps is not None and steps < options.steps:
+        options = options.replace(steps=steps)
+    return options, target
+
+
+def run_pipeline(model, config, args: argparse.Namespace) -> list[dict]:
+    """Time the real path of each preset on one mono input (``--input-s``), per stage.
+
+    ``quality``/``fast``: :func:`audiosr.pipeline.upsample` with the engine ``make_engine``
+    builds (the CLI's path); ``upstream``: ``upstream.super_resolution`` on a WAV file (the
+    ``--preset upstream`` path). Times are CPU seconds of this process (``time.process_time``;
+    robust to other jobs on shared cores); the sampler is extrapolated from ``--steps`` run
+    steps to the preset's steps (sampler seconds x preset steps / run steps).
+    """
+    import tempfile
+
+    import soundfile as sf
+
+    from audiosr import pipeline, upstream
+    from audiosr.engines import diffusion
+
+    clock = time.process_time
+    wave = make_input(args.input_s, args.seed)  # [1, L], band-limited at 7 kHz
+    rows = []
+    for preset in args.pipeline.split(","):
+        options, target = pipeline_options_for(preset, args.steps)
+        run = _visited_steps(options)
+        totals: dict[str, float] = {}
+        stage_times: dict[str, float] = {}
+        real_generate = diffusion.generate
+
+        def timed_generate(*a, _real=real_generate, _times=stage_times, **kw):
+            result = _real(*a, **{"clock": clock, **kw})
+            for k, v in result.timings.items():
+                _times[k] = _times.get(k, 0.0) + v
+            return result
+
+        runtime = DiffusionRuntime(model, config)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = f"{tmp}/in.wav"
+            sf.write(src, wave[0].numpy(), SAMPLE_RATE, subtype="FLOAT")
+            lat = upstream.LatentDiffusion(runtime=runtime)
+            engine = _pipeline_engine(runtime, options)
+            modules = [m for n, m in sys.modules.items() if n.startswith("audiosr") and m]
+            holders = [m for m in modules if m.__dict__.get("generate") is real_generate]
+            for m in holders:
+                m.generate = timed_generate
+            try:
+                with _timed_functions(TIMED_STEPS, clock, totals), torch.inference_mode():
+                    start = clock()
+                    if preset == "upstream":
+                        upstream.super_resolution(
+                            lat, src, seed=args.seed, ddim_steps=options.steps, guidance_scale=3.5
+                        )
+                    else:
+                        pipeline.upsample(engine, wave, pipeline.PipelineOptions())
+                    total = clock() - start
+            finally:
+                for m in holders:
+                    m.generate = real_generate
+        sampler = stage_times.get("sampler", 0.0)
+        extrapolated = total - sampler + sampler * target / run
+        networks = sum(stage_times.get(k, 0.0) for k in ("encoder", "decoder", "vocoder"))
+        row = {
+            "preset": preset,
+            "steps": f"{target}" + (f" ({run} run)" if run != target else ""),
+            "total_s": extrapolated,
+            "sampler_s": sampler * target / run,
+            "networks_s": networks,
+            **{f"{k}_s": stage_times.get(k, 0.0) for k in ("encoder", "decoder", "vocoder")},
+            "condition_s": stage_times.get("condition", 0.0),
+            "post_s": stage_times.get("post", 0.0),
+            "other_s": extrapolated - sampler * target / run - networks,
+        }
+        for name in TIMED_STEPS:
+            row[name] = (totals.get(name, 0.0), int(totals.get(f"{name} calls", 0)))
+        rows.append(row)
+        log.info("%s: %s", preset, row)
+    return rows
+
+
+def _pipeline_engine(runtime, options: SamplingOptions):
+    """The engine ``api.make_engine`` builds around an existing runtime (no weight loading)."""
+    from audiosr import config
+    from audiosr.engines.diffusion import AudioSREngine
+
+    steps = getattr(config, "PIPELINE_STEPS", None)  # absent before the one-pipeline change
+    return (
+        AudioSREngine(runtime, options)
+        if steps is None
+        else AudioSREngine(runtime, options, steps=steps)
+    )
+
+
+def report_pipeline(rows: list[dict]) -> str:
+    header = ["preset", "steps", "total s", "sampler s", "enc s", "dec s", "voc s", "cond s"]
+    header += ["post s"]
+    header += ["other s"] + [f"{n} ms (calls)" for n in TIMED_STEPS]
+    body = []
+    for r in rows:
+        cells = [r["preset"], r["steps"]]
+        cells += [_fmt(r[k], 1) for k in ("total_s", "sampler_s")]
+        cells += [_fmt(r[k], 1) for k in ("encoder_s", "decoder_s", "vocoder_s")]
+        cells += [_fmt(r[k], 3) for k in ("condition_s", "post_s", "other_s")]
+        cells += [f"{1000 * r[n][0]:.0f} ({r[n][1]})" for n in TIMED_STEPS]
+        body.append(cells)
+    return markdown_table(header, body)
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -605,6 +776,13 @@ def main(argv: list[str] | None = None) -> int:
         help="only measure the half-precision error of each stage",
     )
     ap.add_argument("--tiny", action="store_true", help="use AudioSRConfig.tiny() (smoke test)")
+    ap.add_argument(
+        "--pipeline",
+        default=None,
+        help="comma-separated CLI presets (upstream,quality,fast): time the whole path of each "
+        "on one --input-s mono input, per stage, in CPU seconds",
+    )
+    ap.add_argument("--input-s", type=float, default=3.7, help="input length for --pipeline (s)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if args.threads:
@@ -626,10 +804,19 @@ def main(argv: list[str] | None = None) -> int:
             else f" ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
         )
         + f", {'tiny' if args.tiny else 'full'} model {params / 1e6:.0f} M params, random weights"
-        + f", {args.clock} clock"
+        + f", {'process CPU' if args.pipeline else args.clock} clock"
     )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# AudioSR inference speed\n\n{env}; load average at start {load:.1f}\n")
+
+    if args.pipeline:
+        rows = run_pipeline(model, config, args)
+        print(
+            f"## Whole path per preset, {args.input_s:g} s mono input, CPU seconds of this "
+            "process (sampler extrapolated to the preset's steps)\n"
+        )
+        print(report_pipeline(rows))
+        return 0
 
     if args.stage_errors:
         if device.type == "cuda":

@@ -428,7 +428,8 @@ def test_quiet_and_progress(tmp_path, capsys) -> None:
     assert code == 0 and lines == []
     code, lines = run(capsys, *base, "--overwrite")
     text = "\n".join(lines)
-    assert code == 0 and "files" in text and "seg" in text  # the batch and per-file bars
+    # The files bar and the run's bar over rows x steps.
+    assert code == 0 and "files" in text and "generating" in text and "step" in text
     assert "wrote" in text and "2 processed" in text
 
 

@@ -201,11 +201,14 @@ def test_any_rate_to_48k_and_no_aliasing_from_high_rates(tmp_path: Path, sr: int
         assert alias < 1e-4 * spec.max()
 
 
-@pytest.mark.parametrize("channels", [1, 2, 6, 8])
-def test_every_channel_is_kept_batched_and_the_file_read_twice(
-    tmp_path: Path, monkeypatch, channels: int
+@pytest.mark.parametrize(("channels", "kept"), [(1, True), (2, False), (6, True), (8, False)])
+def test_every_channel_is_kept_batched_and_the_file_read_once_or_twice(
+    tmp_path: Path, monkeypatch, channels: int, kept: bool
 ) -> None:
+    """A file that fits the analysis budget is read once and kept; a longer one twice."""
     sr, frames = 16_000, 11 * 16_000  # two 10.24 s segments per channel
+    if not kept:
+        monkeypatch.setattr(pipeline, "ANALYSIS_BUDGET", frames * channels - 1)
     x = np.stack([bandlimited_noise(frames, sr, 4000, seed=c)[0] for c in range(channels)])
     src = write_audio(tmp_path / "in.wav", x, sr, subtype="FLOAT")
     reads: list[int] = []
@@ -218,7 +221,8 @@ def test_every_channel_is_kept_batched_and_the_file_read_twice(
     monkeypatch.setattr(audio_io, "stream_audio", counting_stream)
     engine = Recorder()
     upsample_file(engine, src, tmp_path / "out.wav", PipelineOptions(batch_size=4))
-    assert len(reads) == 2  # pass 1 (level, band limit) and pass 2, whatever the channels
+    # Kept: one read. Too long to keep: pass 1 (level, band limits) and pass 2.
+    assert len(reads) == (1 if kept else 2)
     # Each call holds whole segments: all channels of one segment, in channel order.
     assert [c[0].shape[0] % channels for c in engine.calls] == [0] * len(engine.calls)
     assert sum(c[0].shape[0] for c in engine.calls) == 2 * channels
@@ -497,11 +501,11 @@ def test_long_file_band_limit_from_tapered_excerpts(tmp_path: Path, monkeypatch)
     t = np.arange(n) / sr
     x = bandlimited_noise(n, sr, 3000, rms=0.01)[0] + 0.5 * np.sin(2 * np.pi * 3.1 * t)
     src = write_audio(tmp_path / "in.wav", x.astype(np.float32), sr, subtype="FLOAT")
-    peak, cutoff = analyse_file(src)
+    peak, (cutoff,) = analyse_file(src)  # one band limit per channel
     assert peak == pytest.approx(np.abs(x).max(), rel=1e-6)
     assert 2700 < cutoff < 3300
     monkeypatch.setattr(pipeline, "_analysis_excerpt", lambda b: b)  # the step joins
-    assert analyse_file(src)[1] > 4000
+    assert analyse_file(src)[1][0] > 4000
 
 
 def test_outputs_beyond_the_wav_size_limit_become_rf64(tmp_path: Path, monkeypatch) -> None:

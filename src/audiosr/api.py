@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import AudioSRConfig, EngineSteps, SamplingOptions
+from .config import PIPELINE_STEPS, AudioSRConfig, EngineSteps, SamplingOptions
 from .devices import resolve_device
 from .engines import ENGINES
 from .engines.base import Engine
@@ -40,6 +40,7 @@ def make_engine(
     preset: str | None = None,
     steps: EngineSteps | None = None,
     progress: bool = False,
+    on_step: Callable[[int], None] | None = None,
 ) -> Engine:
     """Build an engine by name (:data:`audiosr.engines.ENGINES`): ``audiosr`` (diffusion,
     official weights), ``dsp``, ``sinc``.
@@ -52,8 +53,11 @@ def make_engine(
         options: sampling options; mutually exclusive with ``preset``.
         preset: ``upstream``, ``quality`` or ``fast`` (:mod:`audiosr.presets`), resolved for
             ``device``.
-        steps: which of the original's own steps the diffusion engine runs.
+        steps: which of the original's own steps the diffusion engine runs; by default
+            none of those the pipeline does itself (:data:`~audiosr.config.PIPELINE_STEPS`:
+            low-pass simulation, per-row peak, mel-bin and STFT low-band replacement).
         progress: show the sampler's progress bar.
+        on_step: the diffusion engine calls ``on_step(rows)`` after every sampler step.
 
     Raises:
         ValueError: unknown engine or preset name, or both ``options`` and ``preset``.
@@ -66,7 +70,13 @@ def make_engine(
             raise ValueError("give either options or preset, not both")
         options = preset_options(preset, resolve_device(device))
     return ENGINES[engine](
-        model=model, config=config, device=device, options=options, steps=steps, progress=progress
+        model=model,
+        config=config,
+        device=device,
+        options=options,
+        steps=PIPELINE_STEPS if steps is None else steps,
+        progress=progress,
+        on_step=on_step,
     )
 
 
@@ -161,14 +171,14 @@ class Upsampler:
         subtype: str = "PCM_24",
     ) -> dict[Path, UpsampleReport | Exception]:
         """Many ``(src, dst)`` pairs; short files share engine calls (``pipeline.batch_size``
-        rows per call, see :mod:`audiosr.batching`).
+        rows per call, see :class:`audiosr.pipeline.FileBatcher`).
 
         A failing file does not stop the others.
 
         Returns:
             For each input path: its report, or the exception it failed with.
         """
-        from .batching import FileBatcher
+        from .pipeline import FileBatcher
 
         outcome: dict[Path, UpsampleReport | Exception] = {}
 

@@ -420,20 +420,28 @@ def _sampling_options(args: argparse.Namespace):
     )
 
 
-def _progress_bar(
-    enabled: bool, desc: str
-) -> tuple[Callable[[int, int], None], Callable[[], None]]:
-    """A tqdm bar driven by (done, total) callbacks; a no-op when disabled."""
-    from tqdm.auto import tqdm
+class _RunBar:
+    """One tqdm bar for the whole run, over rows (segments x channels) x sampler steps.
 
-    bar = tqdm(total=None, desc=desc, unit="seg", leave=False, disable=not enabled)
+    Files add their rows when they are planned; the diffusion engine advances it after every
+    sampler step (so it moves inside a segment), other engines after every call.
+    """
 
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+    def __init__(self, enabled: bool, steps: int) -> None:
+        from tqdm.auto import tqdm
 
-    return update, bar.close
+        self.steps = steps
+        self.bar = tqdm(total=0, desc="generating", unit="step", leave=False, disable=not enabled)
+
+    def planned(self, rows: int) -> None:
+        self.bar.total += rows * self.steps
+        self.bar.refresh()
+
+    def advance(self, rows: int) -> None:
+        self.bar.update(rows)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -621,7 +629,9 @@ def _run_batch(
         if exc is None:
             summary.processed.append(dst)
             log.debug("%s: %s", src, report)
-            log.info("wrote %s", dst)
+            # One line per file: where it went, and the band limit used or why it was kept.
+            describe = getattr(report, "describe", None)
+            log.info("wrote %s (%s)", dst, describe()) if describe else log.info("wrote %s", dst)
         elif isinstance(exc, AudioSRError):  # one bad file never stops the batch
             summary.failed.append((src, str(exc)))
             log.error("%s", exc)
@@ -660,28 +670,28 @@ def _run_batch(
 
 @dataclass
 class _Batched:
-    """A :class:`Runner` over :class:`~audiosr.batching.FileBatcher`: short files share calls."""
+    """A :class:`Runner` over :class:`~audiosr.pipeline.FileBatcher`: rows of several files
+    share engine calls; one progress bar for the run."""
 
     batcher: object  # FileBatcher (imported lazily: it pulls in torch)
-    quiet: bool
+    bar: _RunBar
 
     def submit(self, src: Path, dst: Path, subtype: str, done: Done) -> None:
-        update, close = _progress_bar(not self.quiet, src.name)
-        try:
-            self.batcher.submit(src, dst, done, subtype=subtype, progress=update)
-        finally:
-            close()
+        self.batcher.submit(src, dst, done, subtype=subtype)
 
     def finish(self) -> None:
-        self.batcher.finish()
+        try:
+            self.batcher.finish()
+        finally:
+            self.bar.close()
 
 
 def _modern_processor(args: argparse.Namespace, options) -> Runner:
     from .api import make_engine
-    from .batching import FileBatcher
-    from .pipeline import PipelineOptions
+    from .pipeline import FileBatcher, PipelineOptions
 
     model = args.checkpoint or args.model_name
+    bars: list[_RunBar] = []  # the bar needs the engine's step count; the engine needs the bar
     engine = make_engine(
         args.engine,
         model=model,
@@ -689,7 +699,13 @@ def _modern_processor(args: argparse.Namespace, options) -> Runner:
         device=args.device,
         options=options,
         progress=False,
+        on_step=lambda rows: bars[0].advance(rows),
     )
+    from .engines.diffusion import AudioSREngine
+
+    diffusion = isinstance(engine, AudioSREngine)  # advances the bar per sampler step
+    bar = _RunBar(not args.quiet, engine.sampler_steps if diffusion else 1)
+    bars.append(bar)
     pipeline = PipelineOptions(
         cutoff_hz=args.cutoff,
         prefilter=not args.no_prefilter,
@@ -697,7 +713,10 @@ def _modern_processor(args: argparse.Namespace, options) -> Runner:
         keep_loudness=not args.normalize,
         batch_size=args.batch_size if args.batch_size is not None else BATCH_SIZE,
     )
-    return _Batched(FileBatcher(engine, pipeline), args.quiet)
+    batcher = FileBatcher(
+        engine, pipeline, on_planned=bar.planned, on_call=None if diffusion else bar.advance
+    )
+    return _Batched(batcher, bar)
 
 
 def _upstream_processor(args: argparse.Namespace, options) -> Runner:

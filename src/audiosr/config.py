@@ -379,3 +379,8 @@ class EngineSteps:
 
 
 ALL_STEPS = EngineSteps()  # the original's behaviour: every step on
+# The real-world pipeline (audiosr.pipeline) pre-filters each channel at its band limit, sets
+# one gain per file and keeps each channel's own low band: the engine's copies are off.
+PIPELINE_STEPS = EngineSteps(
+    simulate_lowpass=False, replace_mel_bins=False, merge_low_band=False, peak_normalize=False
+)

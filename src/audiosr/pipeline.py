@@ -1,22 +1,44 @@
-"""The real-world pipeline around any engine, in the paper's order, streaming.
+"""The real-world pipeline around any engine: one implementation, each step once, in this order.
 
-    read (stream) -> resample to 48 kHz (soxr) -> detect the band limit -> one gain per file
-    -> fixed 10.24 s segments, channels and segments batched -> steep low-pass at the cutoff
-    (the MP3 "spectral hole" fix) -> engine -> keep the input's own band below the cutoff
-    -> overlap-add with a raised-cosine cross-fade -> undo the gain -> write (atomic, streaming)
+    1. read            decode the file block by block (``audio_io``)
+    2. analyse         peak over all channels; band limit of EACH channel (``dsp/bandwidth``)
+    3. decide          pass through (silent, or every channel already full band) or process
+    4. gain            one gain for the whole file: its peak to the model's 0.5
+    5. resample        to 48 kHz (soxr, streaming)
+    6. segment         fixed 10.24 s segments (5.12 s blocks for short inputs), 1.28 s overlap
+    7. pre-filter      steep zero-phase low-pass of each channel at its own band limit
+                       (removes codec residue: the MP3 "spectral hole" fix)
+    8. engine          band-limited rows -> full band; rows of one or many files are grouped
+                       into calls of at most ``batch_size`` rows (:mod:`audiosr.batching`)
+    9. keep low band   below each channel's band limit the output is that channel's input
+                       (raised-cosine crossover, ``dsp/crossover``)
+    10. overlap-add    raised-cosine cross-fade between segments (``chunking``)
+    11. undo gain      the input's loudness back (or, with ``keep_loudness=False``, the
+                       original's level: peak 0.5, mean removed)
+    12. write          soft limit above 0.99 for integer formats; atomic, block by block
 
-Memory is bounded by a few segments whatever the input length: files are read twice (once to
-measure level and band limit, once to process) and written block by block. Every step is one
-call into the module that owns it; this module holds no state.
+The engine does none of 4, 7 or 9 a second time: the diffusion engine built for this pipeline
+(:func:`audiosr.api.make_engine`) runs with :data:`~audiosr.config.PIPELINE_STEPS`, i.e.
+without its own low-pass simulation, per-row peak normalisation, mel-bin replacement and STFT
+low-band merge (:class:`~audiosr.config.EngineSteps`), and vocodes only the samples a row holds.
+Channels already full band in a processed file (and silent ones) skip the engine and are kept
+as they are.
+
+Memory is bounded by a few segments whatever the input length: a file whose samples fit in
+:data:`ANALYSIS_BUDGET` is read once and kept; a longer one is read twice (excerpts for the
+analysis, then the stream to process). Batching is only how engine calls are grouped: a file
+gives the same output alone or with others. This module holds no state between files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +46,9 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
+from .batching import Scheduler
 from .chunking import OverlapAdder, iter_segments
-from .dsp.bandwidth import detect_cutoff_hz, is_full_band, prefilter_lowpass
+from .dsp.bandwidth import detect_cutoffs_hz, is_full_band, prefilter_lowpass
 from .dsp.crossover import merge_low_band
 from .engines.base import Engine
 
@@ -35,7 +58,8 @@ SAMPLE_RATE = 48_000
 BLOCK = 245_760  # samples in one 5.12 s block, the unit the model pads to (512 frames)
 READ_BLOCK = 1 << 18  # frames per read when streaming a file
 # Samples (all channels together) kept from pass 1 for the band-limit detector: about 85 s of
-# 48 kHz stereo in 32 MB, whatever the file's length, rate or channel count.
+# 48 kHz stereo in 32 MB, whatever the file's length, rate or channel count. A file that fits
+# is read once and kept in memory.
 ANALYSIS_BUDGET = 8_000_000
 ANALYSIS_TAPER = 2048  # samples of raised-cosine fade at both ends of each analysis excerpt
 # Below 1 kHz there is too little band to condition on (the original crashes there, spec §13.8);
@@ -46,7 +70,9 @@ MIN_CUTOFF_HZ = 1000.0
 FULL_BAND_FRACTION = 0.9
 ORIGINAL_PEAK = 0.5  # the level the original normalises its input and output to (spec §2.4, §9.5)
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int], None]  # (segments done, segments in the file)
+# (input, output, report or None, error or None): once per submitted file.
+Done = Callable[[Path, Path, "UpsampleReport | None", "Exception | None"], None]
 
 
 @dataclass(frozen=True)
@@ -54,14 +80,16 @@ class PipelineOptions:
     """Choices of the real-world path (the engine's own options live with the engine).
 
     Attributes:
-        cutoff_hz: band limit of the input in Hz; None detects it.
-        prefilter: low-pass the input at the cutoff before the engine (the MP3 fix).
-        force: process inputs that are already full band instead of passing them through.
+        cutoff_hz: band limit of the input in Hz, for every channel; None detects each
+            channel's own.
+        prefilter: low-pass each channel at its cutoff before the engine (the MP3 fix).
+        force: process inputs (and channels) that are already full band instead of passing
+            them through.
         keep_loudness: output at the input's level (True); False gives the original's output
             level: peak 0.5 (one gain for the whole file), then each channel's mean removed.
         segment_s: engine segment length in seconds (a multiple of 5.12).
         overlap_s: cross-fade between segments in seconds.
-        batch_size: segments x channels per engine call.
+        batch_size: rows (segments x channels, of one or many files) per engine call.
         crossover_hz: width of the raised-cosine band, ending at the cutoff, where the input
             hands over to the generated band.
     """
@@ -91,12 +119,67 @@ class PipelineOptions:
 class UpsampleReport:
     """What happened to one input (for logs, batch summaries and JSONL records)."""
 
-    cutoff_hz: float  # band limit used (Hz)
+    cutoff_hz: float  # lowest band limit used over the channels (Hz)
     passthrough: bool  # True when the input was returned unchanged (full band or silent)
     segments: int  # engine segments per channel
     gain: float  # linear gain applied before the engine (undone afterwards)
     samples: int  # output length at 48 kHz
     reason: str = ""  # why the input was passed through ("" when it was processed)
+    cutoffs_hz: tuple[float, ...] = ()  # band limit of each channel (Hz)
+    kept_channels: tuple[int, ...] = ()  # channels kept as they are (full band or silent)
+
+    def describe(self) -> str:
+        """One line for the CLI: the band limit(s) used, or why the input was passed through."""
+        if self.passthrough:
+            return f"passed through unchanged: {self.reason}"
+        cuts = self.cutoffs_hz or (self.cutoff_hz,)
+        groups: dict[str, list[int]] = {}
+        for c, hz in enumerate(cuts):
+            label = "kept (full band)" if c in self.kept_channels else f"{hz / 1000:.1f} kHz"
+            groups.setdefault(label, []).append(c + 1)
+        if len(groups) == 1:
+            return f"band limit {next(iter(groups))}"
+        parts = [f"{label} (ch {', '.join(map(str, chs))})" for label, chs in groups.items()]
+        return "band limits " + "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Steps 2-4 for one input, decided before any engine call.
+
+    Attributes:
+        cutoffs_hz: band limit of each channel (Hz), as used.
+        active: channels that go through the engine; the others are kept as they are.
+        passthrough: nothing goes through the engine.
+        reason: why it is passed through ("" otherwise).
+        gain: linear, puts the file's peak (over all channels) at :data:`ORIGINAL_PEAK`.
+        samples: output length at 48 kHz.
+    """
+
+    cutoffs_hz: tuple[float, ...]
+    active: tuple[int, ...]
+    passthrough: bool
+    reason: str
+    gain: float
+    samples: int
+
+    @property
+    def channels(self) -> int:
+        return len(self.cutoffs_hz)
+
+    def report(self, options: PipelineOptions) -> UpsampleReport:
+        segments = 0 if self.passthrough else count_segments(self.samples, options)
+        kept = tuple(c for c in range(self.channels) if c not in self.active)
+        return UpsampleReport(
+            min(self.cutoffs_hz),
+            self.passthrough,
+            segments,
+            self.gain,
+            self.samples,
+            self.reason,
+            self.cutoffs_hz,
+            () if self.passthrough else kept,
+        )
 
 
 def segment_plan(n: int, options: PipelineOptions) -> tuple[int, int]:
@@ -130,87 +213,274 @@ def resolve_cutoff(detected_hz: float, options: PipelineOptions) -> float:
     return cutoff
 
 
-def decide(peak: float, cutoff_hz: float, options: PipelineOptions) -> tuple[bool, str]:
-    """Whether to pass the input through unchanged, and why (for the log)."""
-    if peak == 0.0:
-        return True, "silent"
-    if is_full_band(cutoff_hz, SAMPLE_RATE, FULL_BAND_FRACTION) and not options.force:
-        return True, f"already full band (cutoff {cutoff_hz:.0f} Hz)"
-    return False, ""
+def detect_channel_cutoffs(audio: np.ndarray, sample_rate: int) -> tuple[float, ...]:
+    """Step 2: the band limit of each channel of ``audio`` ``[C, n]`` (Hz, at most Nyquist)."""
+    nyquist = sample_rate / 2
+    return tuple(min(float(c), nyquist) for c in detect_cutoffs_hz(audio, sample_rate))
 
 
-def process_stream(
-    engine: Engine,
-    blocks: Iterable[Tensor],
-    total: int,
-    channels: int,
-    cutoff_hz: float,
-    gain: float,
-    options: PipelineOptions,
-    progress: Progress | None = None,
-) -> Iterator[Tensor]:
-    """Super-resolve a stream of 48 kHz blocks ``[C, n]``; yields finished ``[C, m]`` blocks.
-
-    Blocks are consumed lazily: at most one engine batch of segments is held at a time.
+def make_plan(
+    peak: float, detected_hz: Sequence[float], samples: int, options: PipelineOptions
+) -> Plan:
+    """Steps 3-4: decide what goes through the engine, and the file's one gain.
 
     Args:
-        engine: band-limited [B, T] + cutoffs [B] -> full band [B, T].
-        blocks: the input at 48 kHz, in order, any block sizes.
-        total: expected number of samples (sets the segment plan).
-        channels: C.
-        cutoff_hz: band limit of the input (Hz).
-        gain: linear gain putting the file's peak at the model's level; undone on output
-            when ``options.keep_loudness``.
-        options: see :class:`PipelineOptions`.
-        progress: called with (segments done, segments total).
+        peak: max |x| over all channels.
+        detected_hz: each channel's detected band limit (ignored with ``options.cutoff_hz``).
+        samples: output length at 48 kHz.
     """
-    segment, overlap = segment_plan(total, options)
-    n_segments = count_segments(total, options)
-    adder = OverlapAdder(segment, overlap)
-    out_gain = 1.0 / gain if options.keep_loudness else 1.0
-    pending: list[Tensor] = []
-    # Every channel of a segment goes into the same engine call (one seed for all channels).
-    per_call = max(1, options.batch_size // max(1, channels))
-    done = 0
+    cutoffs = tuple(resolve_cutoff(d, options) for d in detected_hz)
+    full = [is_full_band(c, SAMPLE_RATE, FULL_BAND_FRACTION) for c in cutoffs]
+    gain = ORIGINAL_PEAK / peak if peak > 0 else 1.0
+    if peak == 0.0:
+        return Plan(cutoffs, (), True, "silent", gain, samples)
+    if all(full) and not options.force:
+        why = f"already full band (cutoff {min(cutoffs):.0f} Hz)"
+        return Plan(cutoffs, (), True, why, gain, samples)
+    active = tuple(c for c, f in enumerate(full) if options.force or not f)
+    return Plan(cutoffs, active, False, "", gain, samples)
 
-    def flush() -> Iterator[Tensor]:
-        nonlocal done
-        raw = torch.stack(pending)  # [S, C, segment]
-        pending.clear()
-        flat = raw.reshape(-1, segment) * gain  # [S*C, segment], segment-major
-        x = prefilter_lowpass(flat, SAMPLE_RATE, cutoff_hz) if options.prefilter else flat
-        cut = torch.full((x.shape[0],), cutoff_hz, dtype=torch.float64)
-        y = engine(x.float(), cut).float().cpu()
+
+# --- after the plan: one input's segments through steps 6-12 --------------------------------
+
+
+class _Job:
+    """One planned input on its way through segment -> pre-filter -> engine -> ... -> sink.
+
+    The engine calls are the :class:`~audiosr.batching.Scheduler`'s; the job receives its
+    segments' engine outputs in order and finishes (closes the sink, calls ``done``) after
+    the last one.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        options: PipelineOptions,
+        sink: _Sink,
+        done: Callable[[UpsampleReport | None, Exception | None], None],
+        progress: Progress | None = None,
+    ) -> None:
+        self.plan, self.options, self.sink, self.done = plan, options, sink, done
+        self.progress = progress
+        self.segment, overlap = segment_plan(plan.samples, options)
+        self.adder = OverlapAdder(self.segment, overlap)
+        self.total_segments = count_segments(plan.samples, options)
+        self.active = list(plan.active)
+        self.kept = [c for c in range(plan.channels) if c not in plan.active]
+        self.cutoffs = [plan.cutoffs_hz[c] for c in self.active]
+        self.cutoff_rows = torch.tensor(self.cutoffs, dtype=torch.float64)
+        self.out_gain = 1.0 / plan.gain if options.keep_loudness else 1.0
+        self.pending = 0  # segments handed to the scheduler, not yet back
+        self.segments_done = 0
+        self.emitted = 0  # output samples written
+        self.fed_all = False
+        self.failed = False
+
+    def feed(self, blocks: Iterable[Tensor], scheduler: Scheduler) -> Iterator[None]:
+        """Steps 6-7: cut the 48 kHz stream into segments, pre-filter, hand rows over.
+
+        A generator (one item per segment) so that an in-memory caller can collect output as
+        it comes; exhaust it to process the whole input.
+        """
+        try:
+            for seg in iter_segments(blocks, self.segment, self.adder.overlap):
+                if self.failed:
+                    return
+                raw = seg.float()  # [C, segment] at the input's level
+                flat = raw[self.active] * self.plan.gain  # [R, segment], the engine's level
+                rows = self._prefilter(flat)
+                self.pending += 1
+                scheduler.add(
+                    rows, self.cutoff_rows, lambda y, r=raw, f=flat: self._take(r, f, y), self.fail
+                )
+                yield
+        except Exception as exc:  # e.g. the file cannot be decoded part-way
+            self.fail(exc)
+            return
+        self.fed_all = True
+        self._maybe_finish()
+
+    def _prefilter(self, flat: Tensor) -> Tensor:
+        """Step 7: each row low-passed at its own channel's band limit."""
+        if not self.options.prefilter:
+            return flat
+        out = torch.empty_like(flat)
+        for cutoff in sorted(set(self.cutoffs)):
+            idx = [i for i, c in enumerate(self.cutoffs) if c == cutoff]
+            out[idx] = prefilter_lowpass(flat[idx], SAMPLE_RATE, cutoff)
+        return out
+
+    def _take(self, raw: Tensor, flat: Tensor, y: Tensor) -> None:
+        """Steps 9-11 for one segment's engine output ``y`` [R, segment]."""
+        if self.failed:
+            return
         # Below the cutoff the answer is the input itself (un-pre-filtered: the pre-filter's
         # transition band starts a few % below the cutoff).
-        y = merge_low_band(y, flat, cutoff_hz, options.crossover_hz) * out_gain
-        for seg in y.reshape(raw.shape):
-            yield adder.push(seg)
-            done += 1
-        if progress is not None:
-            progress(done, n_segments)
+        merged = merge_low_band(y, flat, self.cutoffs, self.options.crossover_hz) * self.out_gain
+        out = torch.empty_like(raw)
+        out[self.active] = merged
+        if self.kept:  # full-band (or silent) channels: the input, at the output's level
+            keep = raw[self.kept]
+            out[self.kept] = keep if self.options.keep_loudness else keep * self.plan.gain
+        self._emit(self.adder.push(out))
+        self.pending -= 1
+        self.segments_done += 1
+        if self.progress is not None:
+            self.progress(self.segments_done, self.total_segments)
+        self._maybe_finish()
 
-    for seg in iter_segments(blocks, segment, overlap):
-        pending.append(seg.float())
-        if len(pending) >= per_call:
-            yield from flush()
-    if pending:
-        yield from flush()
-    yield adder.finish()
-
-
-def fit_length(blocks: Iterable[Tensor], total: int) -> Iterator[Tensor]:
-    """Crop or zero-pad a stream of ``[C, n]`` blocks to exactly ``total`` samples."""
-    written = 0
-    channels = None
-    for block in blocks:
-        channels = block.shape[0]
-        take = min(block.shape[-1], total - written)
+    def _emit(self, block: Tensor) -> None:
+        take = min(block.shape[-1], self.plan.samples - self.emitted)
         if take > 0:
-            yield block[..., :take]
-            written += take
-    if written < total and channels is not None:
-        yield torch.zeros(channels, total - written)
+            self.sink.write(block[..., :take])
+            self.emitted += take
+
+    def _maybe_finish(self) -> None:
+        if not self.fed_all or self.pending or self.failed:
+            return
+        self._emit(self.adder.finish())
+        if self.emitted < self.plan.samples:  # the resampler came up short by a few samples
+            self._emit(torch.zeros(self.plan.channels, self.plan.samples - self.emitted))
+        try:
+            self.sink.close()
+        except Exception as exc:
+            self.fail(exc)
+            return
+        self.done(self.plan.report(self.options), None)
+
+    def fail(self, exc: Exception) -> None:
+        """Abandon this input: discard its partial output and report ``exc`` once."""
+        if self.failed:
+            return
+        self.failed = True
+        self.sink.abort()
+        self.done(None, exc)
+
+
+# --- sinks: where step 12 puts the samples ----------------------------------------------------
+
+
+class _Sink:
+    """Receives ``[C, n]`` output blocks in order; ``close`` completes, ``abort`` discards."""
+
+    def write(self, block: Tensor) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class _MemorySink(_Sink):
+    """Collects the output in memory (the in-memory API)."""
+
+    blocks: list[Tensor] = field(default_factory=list)
+
+    def write(self, block: Tensor) -> None:
+        self.blocks.append(block)
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.blocks.clear()
+
+    def drain(self) -> list[Tensor]:
+        out, self.blocks = self.blocks, []
+        return out
+
+
+class _FileSink(_Sink):
+    """Writes a 48 kHz file atomically, block by block.
+
+    With ``keep_loudness`` the blocks go straight to the file (soft-limited for integer
+    formats when ``limit``). Otherwise the original's level needs the whole output's peak and
+    mean first: the float32 output is spooled to a hidden W64 file (no 4 GB limit) next to
+    ``dst``, then read back, scaled and written, so memory stays bounded for any length.
+    """
+
+    def __init__(
+        self,
+        dst: Path,
+        channels: int,
+        subtype: str,
+        src: Path,
+        frames: int,
+        *,
+        keep_loudness: bool,
+        limit: bool,
+    ) -> None:
+        from .audio_io import AtomicWriter
+
+        self.dst, self.channels, self.subtype = dst, channels, subtype
+        self.keep_loudness, self.limit = keep_loudness, limit and subtype.upper() != "FLOAT"
+        self._writer = AtomicWriter(
+            dst, SAMPLE_RATE, channels, subtype, protect=[src], frames=frames
+        )
+        self._stack = contextlib.ExitStack()
+        if keep_loudness:
+            self._stack.enter_context(self._writer)
+            return
+        self._peak, self._n = 0.0, 0
+        self._sums = torch.zeros(channels, dtype=torch.float64)
+        folder = self._stack.enter_context(self._spool_dir(dst))
+        self._spool_path = Path(folder) / "spool.w64"
+        self._spool = self._stack.enter_context(
+            sf.SoundFile(self._spool_path, "w", SAMPLE_RATE, channels, "FLOAT", format="W64")
+        )
+
+    @staticmethod
+    def _spool_dir(dst: Path) -> tempfile.TemporaryDirectory[str]:
+        from .audio_io import spool_directory
+        from .errors import AudioWriteError
+
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            return spool_directory(dst)
+        except OSError as err:
+            reason = f"folder {dst.parent} is not writable ({err.strerror})"
+            raise AudioWriteError(f"cannot write {dst}: {reason}") from None
+
+    def write(self, block: Tensor) -> None:
+        if self.keep_loudness:
+            self._writer.write((_limit(block) if self.limit else block).numpy())
+            return
+        self._spool.write(block.numpy().T)
+        self._peak = max(self._peak, float(block.abs().max()) if block.numel() else 0.0)
+        self._sums += block.double().sum(dim=-1)
+        self._n += block.shape[-1]
+
+    def close(self) -> None:
+        if not self.keep_loudness:
+            self._spool.close()
+            mean = self._sums / max(self._n, 1)
+            with self._writer as writer:
+                for b in sf.blocks(
+                    self._spool_path, blocksize=READ_BLOCK, dtype="float32", always_2d=True
+                ):
+                    y = torch.from_numpy(np.ascontiguousarray(b.T))
+                    writer.write(original_level(y, self._peak, mean).numpy())
+        self._stack.close()
+
+    def abort(self) -> None:
+        # Leaving the writer's block with an exception deletes its temporary file.
+        err = RuntimeError("aborted")
+        self._stack.__exit__(type(err), err, None)
+
+
+def _limit(block: Tensor) -> Tensor:
+    """Integer formats clip at full scale: soft-limit the samples above 0.99 (smooth knee).
+
+    Applied to regenerated output only: a pass-through keeps its samples exactly.
+    """
+    over = block.abs() > 0.99
+    if not bool(over.any()):
+        return block
+    knee = 0.99 + 0.01 * torch.tanh((block.abs() - 0.99) / 0.01)
+    return torch.where(over, torch.sign(block) * knee, block)
 
 
 def original_level(y: Tensor, peak: float, mean: Tensor) -> Tensor:
@@ -223,6 +493,49 @@ def original_level(y: Tensor, peak: float, mean: Tensor) -> Tensor:
     """
     scale = ORIGINAL_PEAK / peak if peak > 0 else 1.0
     return ((y.double() - mean.double()[:, None]) * scale).float()
+
+
+# --- in memory ---------------------------------------------------------------------------------
+
+
+def process_stream(
+    engine: Engine,
+    blocks: Iterable[Tensor],
+    total: int,
+    channels: int,
+    cutoff_hz: float | Sequence[float],
+    gain: float,
+    options: PipelineOptions,
+    progress: Progress | None = None,
+) -> Iterator[Tensor]:
+    """Steps 6-11 on a stream of 48 kHz blocks ``[C, n]``; yields finished ``[C, m]`` blocks.
+
+    Blocks are consumed lazily: at most one engine call's segments are held at a time. Every
+    channel goes through the engine (``cutoff_hz``: one for all, or one per channel).
+
+    Args:
+        engine: band-limited [B, T] + cutoffs [B] -> full band [B, T].
+        blocks: the input at 48 kHz, in order, any block sizes.
+        total: number of samples of the output (sets the segment plan; longer input is cut).
+        channels: C.
+        cutoff_hz: band limit(s) of the input (Hz).
+        gain: linear gain putting the file's peak at the model's level; undone on output
+            when ``options.keep_loudness``.
+        options: see :class:`PipelineOptions`.
+        progress: called with (segments done, segments total).
+    """
+    cuts = (float(cutoff_hz),) * channels if np.isscalar(cutoff_hz) else tuple(cutoff_hz)
+    plan = Plan(cuts, tuple(range(channels)), False, "", gain, total)
+    sink = _MemorySink()
+    outcome: list[Exception | None] = []
+    job = _Job(plan, options, sink, lambda _r, exc: outcome.append(exc), progress)
+    scheduler = Scheduler(engine, options.batch_size)
+    for _ in job.feed(blocks, scheduler):
+        yield from sink.drain()
+    scheduler.flush()
+    yield from sink.drain()
+    if outcome and outcome[0] is not None:
+        raise outcome[0]
 
 
 def upsample(
@@ -240,19 +553,31 @@ def upsample(
     audio = audio.float()
     channels, n = audio.shape
     peak = float(audio.abs().max()) if n else 0.0
-    detected = detect_cutoff_hz(audio.numpy(), SAMPLE_RATE) if options.cutoff_hz is None else 0.0
-    cutoff = resolve_cutoff(detected, options)
-    passthrough, why = decide(peak, cutoff, options)
-    gain = ORIGINAL_PEAK / peak if peak > 0 else 1.0
-    if passthrough:
-        log.info("input is %s: passed through unchanged (force to regenerate)", why)
-        y, segments = audio.clone(), 0
+    if options.cutoff_hz is None:
+        detected = detect_channel_cutoffs(audio.numpy(), SAMPLE_RATE)
     else:
-        pieces = process_stream(engine, [audio], n, channels, cutoff, gain, options, progress)
-        y, segments = torch.cat(list(fit_length(pieces, n)), dim=-1), count_segments(n, options)
+        detected = (float(options.cutoff_hz),) * channels
+    plan = make_plan(peak, detected, n, options)
+    if plan.passthrough:
+        log.info("input is %s: passed through unchanged (force to regenerate)", plan.reason)
+        y = audio.clone()
+    else:
+        sink = _MemorySink()
+        outcome: list[Exception | None] = []
+        job = _Job(plan, options, sink, lambda _r, exc: outcome.append(exc), progress)
+        scheduler = Scheduler(engine, options.batch_size)
+        for _ in job.feed([audio], scheduler):
+            pass
+        scheduler.flush()
+        if outcome[0] is not None:
+            raise outcome[0]
+        y = torch.cat(sink.blocks, dim=-1)
     if not options.keep_loudness and n:
         y = original_level(y, float(y.abs().max()), y.double().mean(dim=-1))
-    return y, UpsampleReport(cutoff, passthrough, segments, gain, n, why)
+    return y, plan.report(options)
+
+
+# --- files -------------------------------------------------------------------------------------
 
 
 def _analysis_excerpt(block: np.ndarray) -> np.ndarray:
@@ -270,14 +595,17 @@ def _analysis_excerpt(block: np.ndarray) -> np.ndarray:
     return out
 
 
-def analyse_file(src: str | os.PathLike[str]) -> tuple[float, float]:
-    """Pass 1 over a file: its peak and its band limit.
+def analyse_file(
+    src: str | os.PathLike[str], *, detect: bool = True
+) -> tuple[float, tuple[float, ...]]:
+    """Pass 1 over a file too long to keep: its peak and each channel's band limit.
 
-    The band limit is read from excerpts spread evenly over the file (whole read blocks, at
+    The band limits are read from excerpts spread evenly over the file (whole read blocks, at
     most :data:`ANALYSIS_BUDGET` samples in all), at the file's own rate.
 
     Returns:
-        (peak |x| over all channels, band limit in Hz at most the file's Nyquist frequency).
+        (peak |x| over all channels, band limit of each channel in Hz, at most the file's
+        Nyquist frequency; empty when ``detect`` is False).
     """
     from .audio_io import audio_info, stream_audio
 
@@ -289,10 +617,180 @@ def analyse_file(src: str | os.PathLike[str]) -> tuple[float, float]:
     excerpts: list[np.ndarray] = []
     for i, block in enumerate(stream_audio(src, READ_BLOCK)):
         peak = max(peak, float(np.abs(block).max()) if block.size else 0.0)
-        if i % keep_every == 0:
+        if detect and i % keep_every == 0:
             excerpts.append(block if keep_every == 1 else _analysis_excerpt(block))
-    cutoff = detect_cutoff_hz(np.concatenate(excerpts, axis=1), info.sample_rate)
-    return peak, min(float(cutoff), info.sample_rate / 2)
+    if not detect:
+        return peak, ()
+    return peak, detect_channel_cutoffs(np.concatenate(excerpts, axis=1), info.sample_rate)
+
+
+@dataclass
+class _Source:
+    """A file after step 2: its analysis, and a way to stream it at 48 kHz (step 5)."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    samples: int  # output length at 48 kHz
+    peak: float
+    detected: tuple[float, ...]
+    kept: list[np.ndarray] | None  # the decoded blocks when the file fit the budget
+
+    def blocks48(self) -> Iterator[Tensor]:
+        from .audio_io import resample_stream, stream_audio
+
+        raw = self.kept if self.kept is not None else stream_audio(self.path, READ_BLOCK)
+        for block in resample_stream(raw, self.sample_rate, SAMPLE_RATE):
+            yield torch.from_numpy(block)
+
+
+def read_source(src: Path, options: PipelineOptions) -> _Source:
+    """Steps 1-2 for a file: read once (kept) when it fits :data:`ANALYSIS_BUDGET`, else
+    analyse from excerpts and stream it again later.
+
+    Raises:
+        AudioReadError: the input cannot be read or holds no audio.
+    """
+    from .audio_io import audio_info, stream_audio
+    from .errors import AudioReadError
+
+    info = audio_info(src)
+    samples = output_length(info.frames, info.sample_rate)
+    if samples == 0:
+        raise AudioReadError(f"cannot read {src}: no audio in the file (0 samples)")
+    detect = options.cutoff_hz is None
+    if info.frames * info.channels <= ANALYSIS_BUDGET:
+        kept = list(stream_audio(src, READ_BLOCK))
+        peak = max((float(np.abs(b).max()) for b in kept if b.size), default=0.0)
+        whole = np.concatenate(kept, axis=1)
+        detected = detect_channel_cutoffs(whole, info.sample_rate) if detect else ()
+    else:
+        kept = None
+        peak, detected = analyse_file(src, detect=detect)
+    if not detect:
+        detected = (float(options.cutoff_hz),) * info.channels
+    return _Source(src, info.sample_rate, info.channels, samples, peak, detected, kept)
+
+
+class FileBatcher:
+    """The pipeline over many files; engine calls are shared across files (see batching).
+
+    Submit files in any order, then call :meth:`finish`; ``on_done`` is called for every
+    submitted file exactly once, possibly later than its :meth:`submit` (a file's last rows
+    wait until a call is full or :meth:`finish` runs). A call holds at most ``batch_size``
+    rows; a segment with more channels than that goes alone.
+
+    Args:
+        engine: band-limited ``[B, T]`` + cutoffs ``[B]`` -> full band ``[B, T]``.
+        options: the pipeline options (defaults when None).
+        on_planned: called with the rows (segments x channels through the engine) of each
+            file once it is planned (for a progress bar over the whole run).
+        on_call: called after every engine call with its number of rows.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        options: PipelineOptions | None = None,
+        *,
+        on_planned: Callable[[int], None] | None = None,
+        on_call: Callable[[int], None] | None = None,
+    ) -> None:
+        self.options = options or PipelineOptions()
+        self.scheduler = Scheduler(engine, self.options.batch_size, on_call)
+        self.on_planned = on_planned
+        self._open: set[_Sink] = set()  # outputs being written (for clean-up on interrupt)
+
+    @property
+    def engine_calls(self) -> int:
+        """Engine calls made so far."""
+        return self.scheduler.engine_calls
+
+    def submit(
+        self,
+        src: str | os.PathLike[str],
+        dst: str | os.PathLike[str],
+        on_done: Done,
+        *,
+        subtype: str = "PCM_24",
+        progress: Progress | None = None,
+    ) -> None:
+        """Queue ``src`` -> ``dst`` (a 48 kHz file of the input's duration and channels)."""
+        src, dst = Path(src), Path(dst)
+        options = self.options
+        try:
+            source = read_source(src, options)
+            plan = make_plan(source.peak, source.detected, source.samples, options)
+            sink = _FileSink(
+                dst,
+                source.channels,
+                subtype,
+                src,
+                source.samples,
+                keep_loudness=options.keep_loudness,
+                limit=not plan.passthrough,
+            )
+        except Exception as exc:  # reported through on_done like any failure
+            on_done(src, dst, None, exc)
+            return
+        self._open.add(sink)
+
+        def job_done(report: UpsampleReport | None, exc: Exception | None) -> None:
+            self._open.discard(sink)
+            on_done(src, dst, report, exc)
+
+        with self._abort_on_interrupt():
+            if plan.passthrough:
+                log.debug("%s is %s: written at 48 kHz without regeneration", src, plan.reason)
+                _copy(source, plan, options, sink, job_done)
+                return
+            if self.on_planned is not None:
+                self.on_planned(count_segments(plan.samples, options) * len(plan.active))
+            job = _Job(plan, options, sink, job_done, progress)
+            for _ in job.feed(source.blocks48(), self.scheduler):
+                pass
+
+    def finish(self) -> None:
+        """Process every row still waiting."""
+        with self._abort_on_interrupt():
+            self.scheduler.flush()
+
+    @contextlib.contextmanager
+    def _abort_on_interrupt(self) -> Iterator[None]:
+        """On Ctrl-C (or any non-Exception exit) discard every unfinished output file."""
+        try:
+            yield
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                for sink in list(self._open):
+                    sink.abort()
+                self._open.clear()
+            raise
+
+
+def _copy(
+    source: _Source,
+    plan: Plan,
+    options: PipelineOptions,
+    sink: _Sink,
+    done: Callable[[UpsampleReport | None, Exception | None], None],
+) -> None:
+    """A pass-through file: steps 5 and 12 only (resampled, cut to length, written)."""
+    written = 0
+    try:
+        for block in source.blocks48():
+            take = min(block.shape[-1], plan.samples - written)
+            if take > 0:
+                sink.write(block[..., :take])
+                written += take
+        if written < plan.samples:
+            sink.write(torch.zeros(source.channels, plan.samples - written))
+        sink.close()
+    except Exception as exc:
+        sink.abort()
+        done(None, exc)
+        return
+    done(plan.report(options), None)
 
 
 def upsample_file(
@@ -306,116 +804,22 @@ def upsample_file(
 ) -> UpsampleReport:
     """Stream ``src`` (any format and rate) through the pipeline into ``dst`` (48 kHz WAV).
 
-    The file is read twice: first for its peak and band limit (:func:`analyse_file`), then to
-    process it. The output is written block by block to a temporary file that replaces
-    ``dst`` only when complete; it has the input's duration and channels.
+    The same path as a batch of one (:class:`FileBatcher`). The output is written block by
+    block to a temporary file that replaces ``dst`` only when complete; it has the input's
+    duration and channels.
 
     Raises:
         AudioReadError: the input cannot be read (see :mod:`audiosr.audio_io`).
         AudioWriteError: the output cannot be written or would overwrite the input.
     """
-    from .audio_io import audio_info, resample_stream, stream_audio
-    from .errors import AudioReadError
-
-    src, dst = Path(src), Path(dst)
-    info = audio_info(src)
-    sr = info.sample_rate
-    total = output_length(info.frames, sr)
-    if total == 0:
-        raise AudioReadError(f"cannot read {src}: no audio in the file (0 samples)")
-
-    # Pass 1: level and band limit.
-    peak, detected = analyse_file(src) if options.cutoff_hz is None else (_peak(src), 0.0)
-    cutoff = resolve_cutoff(detected, options)
-    passthrough, why = decide(peak, cutoff, options)
-    gain = ORIGINAL_PEAK / peak if peak > 0 else 1.0
-
-    # Pass 2: process and write.
-    def blocks48() -> Iterator[Tensor]:
-        raw = stream_audio(src, READ_BLOCK)
-        for block in resample_stream(raw, sr, SAMPLE_RATE):
-            yield torch.from_numpy(block)
-
-    if passthrough:
-        log.info("%s is %s: written at 48 kHz without regeneration (--force to redo)", src, why)
-        stream: Iterable[Tensor] = blocks48()
-        segments = 0
-    else:
-        stream = process_stream(
-            engine, blocks48(), total, info.channels, cutoff, gain, options, progress
-        )
-        stream = (_limit(b, subtype) for b in stream) if options.keep_loudness else stream
-        segments = count_segments(total, options)
-    stream = fit_length(stream, total)
-    if options.keep_loudness:
-        _write(stream, dst, info.channels, subtype, src, total)
-    else:
-        _write_at_original_level(stream, dst, info.channels, subtype, src, total)
-    return UpsampleReport(cutoff, passthrough, segments, gain, total, why)
-
-
-def _peak(src: Path) -> float:
-    """Peak |x| of a file (pass 1 when the cutoff is given)."""
-    from .audio_io import stream_audio
-
-    return max(
-        (float(np.abs(b).max()) for b in stream_audio(src, READ_BLOCK) if b.size), default=0.0
+    outcome: list[tuple[UpsampleReport | None, Exception | None]] = []
+    batcher = FileBatcher(engine, options)
+    batcher.submit(
+        src, dst, lambda _s, _d, r, e: outcome.append((r, e)), subtype=subtype, progress=progress
     )
-
-
-def _write(
-    stream: Iterable[Tensor], dst: Path, channels: int, subtype: str, src: Path, frames: int
-) -> None:
-    from .audio_io import AtomicWriter
-
-    with AtomicWriter(dst, SAMPLE_RATE, channels, subtype, protect=[src], frames=frames) as writer:
-        for block in stream:
-            writer.write(block.numpy())
-
-
-def _write_at_original_level(
-    stream: Iterable[Tensor], dst: Path, channels: int, subtype: str, src: Path, frames: int
-) -> None:
-    """Write at the original's level, which needs the whole output's peak and mean first.
-
-    The float32 output is spooled to a hidden W64 file (no 4 GB limit) next to ``dst``, then
-    read back, scaled and written: memory stays bounded for any length.
-    """
-    from .audio_io import spool_directory
-    from .errors import AudioWriteError
-
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        spool_dir = spool_directory(dst)
-    except OSError as err:
-        reason = f"folder {dst.parent} is not writable ({err.strerror})"
-        raise AudioWriteError(f"cannot write {dst}: {reason}") from None
-    with spool_dir as folder:
-        spool = Path(folder) / "spool.w64"
-        peak, sums, n = 0.0, torch.zeros(channels, dtype=torch.float64), 0
-        with sf.SoundFile(spool, "w", SAMPLE_RATE, channels, "FLOAT", format="W64") as f:
-            for block in stream:
-                f.write(block.numpy().T)
-                peak = max(peak, float(block.abs().max()) if block.numel() else 0.0)
-                sums += block.double().sum(dim=-1)
-                n += block.shape[-1]
-        mean = sums / max(n, 1)
-        scaled = (
-            original_level(torch.from_numpy(np.ascontiguousarray(b.T)), peak, mean)
-            for b in sf.blocks(spool, blocksize=READ_BLOCK, dtype="float32", always_2d=True)
-        )
-        _write(scaled, dst, channels, subtype, src, frames)
-
-
-def _limit(block: Tensor, subtype: str) -> Tensor:
-    """Integer formats clip at full scale: soft-limit the samples above 0.99 (smooth knee).
-
-    Applied to regenerated output only: a pass-through keeps its samples exactly.
-    """
-    if subtype.upper() == "FLOAT":
-        return block
-    over = block.abs() > 0.99
-    if not bool(over.any()):
-        return block
-    knee = 0.99 + 0.01 * torch.tanh((block.abs() - 0.99) / 0.01)
-    return torch.where(over, torch.sign(block) * knee, block)
+    batcher.finish()
+    report, exc = outcome[0]
+    if exc is not None:
+        raise exc
+    assert report is not None
+    return report

@@ -2,12 +2,14 @@
 
 Below ``cutoff - crossover`` the result is the input exactly (to float precision); above the
 cutoff it is the engine's output; in between a raised-cosine ramp hands over, with complementary
-weights so a signal present in both passes at unit gain.
+weights so a signal present in both passes at unit gain. Each row (channel) can have its own
+cutoff: a channel never loses content below its own band edge.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -29,7 +31,7 @@ def crossover_weights(n_fft: int, sample_rate: int, cutoff_hz: float, width_hz: 
 def merge_low_band(
     generated: Tensor,
     reference: Tensor,
-    cutoff_hz: float,
+    cutoff_hz: float | Sequence[float] | Tensor,
     width_hz: float = 500.0,
     sample_rate: int = 48_000,
 ) -> Tensor:
@@ -38,7 +40,7 @@ def merge_low_band(
     Args:
         generated: [..., T] engine output.
         reference: [..., T] band-limited input, same shape.
-        cutoff_hz: input band limit in Hz.
+        cutoff_hz: input band limit in Hz: one for all rows, or one per row of a [R, T] input.
         width_hz: crossover width in Hz, ending at the cutoff.
 
     Returns:
@@ -47,7 +49,18 @@ def merge_low_band(
     if generated.shape != reference.shape:
         raise ValueError(f"shapes differ: {tuple(generated.shape)} vs {tuple(reference.shape)}")
     n = generated.shape[-1]
-    w = crossover_weights(n, sample_rate, cutoff_hz, width_hz).to(generated.device)
+    if isinstance(cutoff_hz, (int, float)):
+        w = crossover_weights(n, sample_rate, cutoff_hz, width_hz)
+    else:
+        cuts = [float(c) for c in cutoff_hz]
+        if generated.dim() != 2 or len(cuts) != generated.shape[0]:
+            raise ValueError(
+                f"{len(cuts)} cutoffs for rows of shape {tuple(generated.shape)}: give one "
+                "cutoff, or one per row of a [R, T] input"
+            )
+        table = {c: crossover_weights(n, sample_rate, c, width_hz) for c in set(cuts)}
+        w = torch.stack([table[c] for c in cuts])  # [R, F]
+    w = w.to(generated.device)
     g = torch.fft.rfft(generated.double(), dim=-1)
     r = torch.fft.rfft(reference.double(), dim=-1)
     return torch.fft.irfft(r * w + g * (1.0 - w), n=n, dim=-1).to(torch.float32)

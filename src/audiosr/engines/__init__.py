@@ -1,7 +1,8 @@
 """Engines by name: each entry builds one from the same keyword arguments.
 
-Every factory takes ``model``, ``config``, ``device``, ``options``, ``steps`` and ``progress``
-(what :func:`audiosr.api.make_engine` passes); the engines that need no weights ignore them.
+Every factory takes ``model``, ``config``, ``device``, ``options``, ``steps``, ``progress``
+and ``on_step`` (what :func:`audiosr.api.make_engine` passes); the engines that need no
+weights ignore them.
 Imports are deferred so that picking ``dsp`` never imports the diffusion code.
 """
 
@@ -27,6 +28,7 @@ def _diffusion(
     options: Any = None,
     steps: Any = None,
     progress: bool = False,
+    on_step: Any = None,
 ) -> Engine:
     from ..config import AudioSRConfig, EngineSteps, SamplingOptions
     from ..devices import resolve_device
@@ -48,7 +50,8 @@ def _diffusion(
     if options.offload and dev.type == "cuda":
         pin_host_weights(net)
     runtime = DiffusionRuntime(net, cfg, device=dev)
-    return AudioSREngine(runtime, options, steps=steps or EngineSteps(), progress=progress)
+    steps = steps or EngineSteps()
+    return AudioSREngine(runtime, options, steps=steps, progress=progress, on_step=on_step)
 
 
 def _dsp(**_: Any) -> Engine:

@@ -130,6 +130,31 @@ class HiFiGAN(nn.Module):
             n = (n - 1) * rate - 2 * ((kernel - rate) // 2) + kernel
         return n
 
+    @property
+    def context_frames(self) -> int:
+        """Mel frames beyond sample ``s`` that can still change output sample ``s``.
+
+        The receptive field to the right, added up layer by layer in frames: ``conv_pre``
+        (kernel 7: 3 frames), per stage the transposed convolution (at most
+        ``ceil(k / u)`` input samples) and the widest ResBlock (per dilation d, a dilated and
+        a plain convolution: ``(d + 1) * (k - 1) / 2`` samples at the stage's rate), and
+        ``conv_post``. Vocoding only the frames an output prefix needs plus this many gives
+        that prefix exactly as the whole mel would (up to float rounding).
+        """
+        cfg = self.config
+        frames = 3.0  # conv_pre
+        rate = 1
+        for u, k in zip(cfg.upsample_rates, cfg.upsample_kernel_sizes, strict=True):
+            frames += -(-k // u) / rate  # transposed conv, in input samples of this stage
+            rate *= u
+            widest = max(
+                sum((d + 1) * (kr - 1) // 2 for d in dil)
+                for kr, dil in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes)
+            )
+            frames += widest / rate
+        frames += 3 / rate  # conv_post
+        return int(frames) + 1
+
     def forward(self, mel: Tensor) -> Tensor:
         """Vocode a natural-log mel.
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from ...config import ALL_STEPS, EngineSteps, SamplingOptions
+from ...diffusion.samplers import timesteps_for
 from ...dsp.lowpass import draw_filter_family
 from .generate import generate
 from .runtime import DiffusionRuntime, Generators
@@ -28,6 +30,7 @@ class AudioSREngine:
         options: sampling options of every call.
         steps: which of the original's own steps the engine runs.
         progress: show the sampler's progress bar.
+        on_step: called after every sampler step with the number of rows it advanced.
     """
 
     name = "audiosr"
@@ -39,11 +42,19 @@ class AudioSREngine:
         *,
         steps: EngineSteps = ALL_STEPS,
         progress: bool = False,
+        on_step: Callable[[int], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.options = options
         self.steps = steps
         self.progress = progress
+        self.on_step = on_step
+
+    @property
+    def sampler_steps(self) -> int:
+        """Sampler steps (model evaluations) per call."""
+        opts = self.options
+        return len(timesteps_for(opts.sampler, opts.steps, self.runtime.schedule))
 
     def __call__(self, audio: Tensor, cutoff_hz: Tensor) -> Tensor:
         """Super-resolve [B, T] 48 kHz segments band-limited at ``cutoff_hz`` [B] (Hz)."""
@@ -51,12 +62,19 @@ class AudioSREngine:
         block = self.runtime.config.mel.hop_length * self.runtime.config.segment_frames
         length = max(1, -(-n // block)) * block
         audio = audio.to(torch.float32)
+        scale = None
         if self.steps.peak_normalize:
             peak = audio.abs().amax(dim=-1, keepdim=True)
             scale = torch.where(peak > 0, 0.5 / peak.clamp_min(1e-12), torch.ones_like(peak))
-        else:
-            scale = torch.ones(batch, 1)
-        x = torch.nn.functional.pad(audio * scale, (0, length - n))
+        x = torch.nn.functional.pad(audio if scale is None else audio * scale, (0, length - n))
+        on_step = self.on_step
+        callback = None if on_step is None else (lambda _info: on_step(batch))
+        keep = None
+        if not self.steps.merge_low_band:
+            # Up to each row's last non-zero sample: the zero padding of a short input (or of
+            # a file's last segment) is not vocoded.
+            idx = torch.arange(1, n + 1)
+            keep = torch.where(audio.cpu() != 0, idx, 0).amax(dim=-1)
         family = self.options.filter_family or draw_filter_family(self.options.seed)
         generators = Generators.from_seed(self.options.seed, self.runtime.device)
         with torch.inference_mode():
@@ -69,6 +87,9 @@ class AudioSREngine:
                 cutoff_hz=cutoff_hz,
                 shared_noise=True,
                 steps=self.steps,
+                callback=callback,
                 progress=self.progress,
+                keep_samples=keep,
             )
-        return (result.wave[:, :n].cpu() / scale.cpu()).float()
+        y = result.wave[:, :n].cpu()
+        return (y if scale is None else y / scale.cpu()).float()

@@ -85,6 +85,7 @@ def generate(
     callback: Callable[[dict], None] | None = None,
     progress: bool = False,
     clock: Callable[[], float] = time.perf_counter,
+    keep_samples: Tensor | None = None,
 ) -> GenerateResult:
     """Run AudioSR on a normalised, padded batch.
 
@@ -107,15 +108,22 @@ def generate(
             autocast region when ``precision`` is not fp32).
         progress: show a progress bar over sampler steps.
         clock: seconds counter of :attr:`GenerateResult.timings`.
+        keep_samples: [B] how many leading output samples of each item the caller uses
+            (with ``steps.merge_low_band`` off only: the original's merge reads the whole
+            output). The vocoder then runs on the frames those need plus its receptive field
+            (``HiFiGAN.context_frames``) and the rest of the item is zeros: the padding of a
+            short input is not vocoded.
 
     Returns:
         :class:`GenerateResult`; ``wave`` is [B, 480*T + 16] at 48 kHz.
     """
     frames = _check(runtime, wave, options)
+    if keep_samples is not None and steps.merge_low_band:
+        raise ValueError("keep_samples needs steps.merge_low_band off (the merge reads all)")
     with float32_policy(options.tf32):
         return _generate(
             runtime, wave, frames, options, family, generators, first_call, cutoff_hz,
-            shared_noise, steps, callback, progress, clock,
+            shared_noise, steps, callback, progress, clock, keep_samples,
         )  # fmt: skip
 
 
@@ -133,6 +141,7 @@ def _generate(
     callback: Callable[[dict], None] | None,
     progress: bool,
     clock: Callable[[], float],
+    keep_samples: Tensor | None,
 ) -> GenerateResult:
     model, config = runtime.model, runtime.config
     device, host = runtime.placement.device, runtime.placement.host
@@ -224,8 +233,21 @@ def _generate(
 
     # --- vocoder, low-band merge (host DSP) ---------------------------------------------------
     with runtime.stage("vocoder", options) as vocode:
-        # [B, n_mels, T], upstream's layout
-        (vocoded,) = full_resolution("vocoder", vocode, mel[:, 0].transpose(1, 2))
+        mels = mel[:, 0].transpose(1, 2)  # [B, n_mels, T], upstream's layout
+        if keep_samples is None:
+            (vocoded,) = full_resolution("vocoder", vocode, mels)
+        else:
+            # Each item's used samples only (the vocoder runs item by item anyway).
+            vocoded = torch.zeros(mels.shape[0], 1, model.vocoder.output_length(frames))
+            vocoded = vocoded.to(mels.device)
+            hop = config.mel.hop_length
+            for b, keep in enumerate(int(k) for k in keep_samples):
+                if keep <= 0:
+                    continue
+                need = min(frames, -(-keep // hop) + model.vocoder.context_frames)
+                (part,) = full_resolution("vocoder", vocode, mels[b : b + 1, :, :need])
+                take = min(keep, part.shape[-1])
+                vocoded[b, :, :take] = part[0, :, :take]
     timer.lap("vocoder")
     vocoded = vocoded[:, 0].to(host)
     merged = replace_low_band(vocoded, cond_in.wave_lowpass) if steps.merge_low_band else vocoded
