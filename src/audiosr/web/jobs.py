@@ -58,18 +58,33 @@ class InputSummary:
 
     name: str
     info: AudioInfo
-    band_limit_hz: float  # detected, at most the file's Nyquist frequency
+    band_limits_hz: tuple[float, ...]  # detected per channel, at most the file's Nyquist (Hz)
+
+    @property
+    def band_limit_hz(self) -> float:
+        """The lowest channel's band limit (Hz): what a manual band limit starts from."""
+        return min(self.band_limits_hz)
 
     def markdown(self) -> str:
         info = self.info
         nyquist = info.sample_rate / 2
-        band = f"{self.band_limit_hz / 1000:.1f} kHz"
-        if self.band_limit_hz >= 0.99 * nyquist:
-            band += " (up to the file's Nyquist frequency)"
+
+        def label(hz: float) -> str:
+            full = " (up to the file's Nyquist frequency)" if hz >= 0.99 * nyquist else ""
+            return f"{hz / 1000:.1f} kHz{full}"
+
+        groups: dict[str, list[int]] = {}
+        for c, hz in enumerate(self.band_limits_hz):
+            groups.setdefault(label(hz), []).append(c + 1)
+        if len(groups) == 1:
+            band = f"detected band limit **{next(iter(groups))}**"
+        else:
+            parts = [f"**{k}** (ch {', '.join(map(str, v))})" for k, v in groups.items()]
+            band = "detected band limits " + "; ".join(parts)
         return (
             f"**{self.name}**: {info.sample_rate} Hz, {info.channels} channel"
             f"{'s' if info.channels != 1 else ''}, {info.duration_s:.2f} s, "
-            f"{info.format} {info.subtype}; detected band limit **{band}**"
+            f"{info.format} {info.subtype}; {band}"
         )
 
 
@@ -122,6 +137,9 @@ class JobResult:
         r, q = self.report, self.request
         source = "manual" if q.band_limit == "manual" else "detected"
         lines = [f"**band limit** {r.cutoff_hz / 1000:.2f} kHz ({source})"]
+        if not r.passthrough and len(set(r.cutoffs_hz)) > 1:
+            per_channel = r.describe().removeprefix("band limits ")
+            lines[0] = f"**band limits** ({source}): {per_channel}"
         if r.passthrough:
             lines.append(f"**passed through unchanged**: {r.reason}")
         else:
@@ -215,7 +233,7 @@ def describe_input(
         _, band_limit = analyse_file(p)
     except AudioSRError as exc:
         raise AudioReadError(_public_message(exc, p.resolve(), p.name)) from None
-    return InputSummary(p.name, info, float(np.max(band_limit)))
+    return InputSummary(p.name, info, tuple(float(hz) for hz in band_limit))
 
 
 def sweep(work_root: Path, older_than_s: float) -> None:
