@@ -176,6 +176,8 @@ def main() -> None:
           f"min {min(times):.2f} s, max {max(times):.2f} s")  # fmt: skip
     print("server RSS (MB) after n API requests (0: after the browser runs): "
           + ", ".join(f"{i}: {m:.0f}" for i, m in rss))  # fmt: skip
+    if len(rss) < 2:  # fewer than 5 requests: no growth to report
+        return
     growth = np.diff([m for _, m in rss[1:]])
     print(f"RSS change from request 5 to {rss[-1][0]}: {rss[-1][1] - rss[1][1]:+.0f} MB "
           f"(steps {', '.join(f'{g:+.0f}' for g in growth)})")  # fmt: skip
