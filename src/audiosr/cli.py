@@ -428,29 +428,20 @@ class _RunBar:
     """
 
     def __init__(self, enabled: bool, steps: int) -> None:
-        self.enabled = enabled
+        from tqdm.auto import tqdm
+
         self.steps = steps
-        self.bar = None  # shown from the first planned row: a run of pass-throughs shows none
+        self.bar = tqdm(total=0, desc="generating", unit="step", leave=False, disable=not enabled)
 
     def planned(self, rows: int) -> None:
-        if self.bar is None:
-            if rows < 1:
-                return
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(
-                total=0, desc="generating", unit="step", leave=False, disable=not self.enabled
-            )
         self.bar.total += rows * self.steps
         self.bar.refresh()
 
     def advance(self, rows: int) -> None:
-        if self.bar is not None:
-            self.bar.update(rows)
+        self.bar.update(rows)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def check_arguments(args: argparse.Namespace) -> None:
