@@ -202,14 +202,42 @@ def _process(todo: list[Planned], out_dir: Path, subtype: str, args: argparse.Na
                 raise AudioSRError(f"the Ray run failed: {_root_reason(exc)}") from None
         elapsed = time.perf_counter() - start
         log.info("ray: %d files in %.1f s (%.2f files/s)", len(todo), elapsed, len(todo) / elapsed)
+    except BaseException:
+        interrupted = True
+        raise
+    else:
+        interrupted = False
     finally:
         shutil.rmtree(journal, ignore_errors=True)
         try:
             journal.parent.rmdir()  # only when no other run's journal is there
         except OSError:
             pass
-        if owns_ray:
-            ray.shutdown()
+        if owns_ray or interrupted:
+            ray.shutdown()  # a driver that leaves ends its job: Ray stops the job's actors
+        if interrupted:
+            _sweep_temps(todo)
+
+
+def _sweep_temps(todo: list[Planned], wait_s: float = 10.0) -> None:
+    """After an interrupted run: remove the temporary files the stopped actors left.
+
+    An actor stopped while it wrote keeps its ``.part`` file; :func:`remove_stale_temps`
+    removes one only once its process has ended, so wait (at most ``wait_s``) for that.
+    """
+    from ..audio_io import remove_stale_temps, temp_prefix
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = []
+        for planned in todo:
+            remove_stale_temps(planned.dst)
+            prefix = temp_prefix(planned.dst)
+            if planned.dst.parent.is_dir():
+                left += [p for p in planned.dst.parent.iterdir() if p.name.startswith(prefix)]
+        if not left or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
 
 
 def _dataset(todo: list[Planned], spec: WorkerSpec, pool: Pool, args: argparse.Namespace):
