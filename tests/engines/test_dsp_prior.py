@@ -101,6 +101,37 @@ def test_bad_tables_are_refused(tmp_path: Path) -> None:
         EnvelopePrior(tmp_path / "unordered.npz")
 
 
+def test_features_outside_the_fitted_range_do_not_blow_up_the_band(tmp_path: Path) -> None:
+    """Issue 9: a table fitted on fewer packages can hold a feature that (almost) never moved
+    in its data, e.g. the loudness hinge at a mean anchor of -3 (log10) that no training clip
+    reached at 18-19 kHz (standard deviation ~1e-9). A loud input then lay 10^2-10^9
+    deviations out and the linear model put its band 100 dB too loud (a 32 kHz-resampled
+    voice of the development corpus, cutoff 18.2 kHz as the detector read it: LSD-HF 9.7).
+    The standardised features are clipped to 3 deviations, so the band stays near the level
+    a real recording has there."""
+    with np.load(default_table(), allow_pickle=False) as z:
+        table = {k: z[k] for k in z.files}
+    hinge = 15 + 7 + 3  # 15 third-octave levels, 7 summary features, the hinge at -3 log10
+    table["x_std"] = table["x_std"].copy()
+    table["x_std"][:, hinge] = 1e-9
+    np.savez(tmp_path / "narrow.npz", **table)
+    cutoff = 18_000.0
+    loud = _tilted_noise(2.0, -3.0, 4) * 1.8  # peak 0.9
+    spec = torch.fft.rfft(loud.double())
+    spec[..., torch.fft.rfftfreq(loud.shape[-1], 1 / SR) > cutoff] = 0
+    power = power_spectrogram(torch.fft.irfft(spec, n=loud.shape[-1]).float())[0].numpy()
+    _, _, feats, _ = describe(power, cutoff)
+    assert feats[hinge] > 0.5  # loud enough for the hinge (precondition)
+    known = np.log10(power[:, 270:745].mean())  # the octave under the cutoff (6.3-17.5 kHz)
+    real = np.log10(power_spectrogram(loud)[0].numpy()[:, 780:].mean())  # above it, uncut
+    pred, _ = EnvelopePrior(tmp_path / "narrow.npz").predict(power, cutoff)
+    level = np.log10(np.mean(10.0**pred))
+    assert level < known  # not louder than the known band (no real -3 dB/oct source is)
+    assert abs(level - real) < 3.0  # within 30 dB of the real band (without the clip: > 100)
+    unclipped, _ = EnvelopePrior(tmp_path / "narrow.npz", feature_clip=1e12).predict(power, cutoff)
+    assert unclipped.mean() > known + 10.0  # what the clip prevents (log10 units)
+
+
 @pytest.mark.slow
 def test_fitting_tools_rebuild_a_table_the_engine_uses(tmp_path: Path) -> None:
     """prep.py + train.py on a tiny synthetic corpus: deterministic, loadable, usable."""

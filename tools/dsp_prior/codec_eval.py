@@ -16,6 +16,15 @@ corpus clips package-out: the packages are split into K folds (sorted, round-rob
 fold is scored with a table fitted by ``train.py`` without it (and with the ``--tables``).
 ``--min-edge-hz`` skips references that end below it (no codec would cut them).
 
+``--protocol pipeline`` runs each engine as ``audiosr upsample`` does instead
+(:func:`audiosr.pipeline.upsample`: each channel's band limit from the detector, the input
+low-passed there before the engine and put back below it; a channel read as full band is
+passed through); LSD-HF is still taken above the degradation's own cutoff, as for sinc, and
+the cutoff column gives the median of the detected ones. ``--oracle`` adds a bound: the
+engine given each reference's own long-term envelope above the cutoff (mean level of every
+1/6-octave band, following the input's frame-to-frame level), which no prediction from the
+known band can beat on average (always given the degradation's cutoff).
+
 usage: python tools/dsp_prior/codec_eval.py REFS... [--kinds lame128,...] [--tables a.npz,b.npz]
 """
 
@@ -36,8 +45,10 @@ import soxr
 import torch
 
 from audiosr.engines.dsp import DSPConfig, DSPEngine
+from audiosr.engines.dsp_prior import FILL_MIN, describe, hf_bands
 from audiosr.eval.degrade import measure_cutoff_hz
 from audiosr.eval.metrics import lsd_hf, power_spectrogram
+from audiosr.pipeline import upsample
 
 log = logging.getLogger("codec_eval")
 DEFAULT_KINDS = "lame128,lame192,aac128,vorbis-q3,opus96,resample32k,resample22k"
@@ -58,11 +69,53 @@ def level_db(x: torch.Tensor, k: int) -> float:
     return float(10 * torch.log10(power_spectrogram(x)[..., k:].mean() + 1e-20))
 
 
+class OracleEnvelope(DSPEngine):
+    """The dsp engine with the reference's own long-term envelope above the cutoff (a bound).
+
+    ``reference`` ``[B, T]`` must be set before each call; the envelope of every 1/6-octave
+    band is the reference's mean log10 power over the input's active frames, moved frame by
+    frame with the input's anchor level (the prior's description).
+    """
+
+    reference: torch.Tensor | None = None
+
+    def __call__(self, audio: torch.Tensor, cutoff_hz: torch.Tensor) -> torch.Tensor:
+        assert self.reference is not None and self.reference.shape == audio.shape
+        out = []
+        for x, ref, c in zip(audio, self.reference, torch.as_tensor(cutoff_hz).reshape(-1)):
+            self._ref_log = torch.log10(power_spectrogram(ref[None])[0] + 1e-8).double().numpy()
+            out.append(super().__call__(x[None], c.reshape(1)))
+        return torch.cat(out)
+
+    def _learned_target(self, power: torch.Tensor, cutoff_hz: float, floor: float):
+        frames = power.T.double().numpy()
+        anchor, active, _, _ = describe(frames, cutoff_hz)
+        k_cut = int(np.ceil(cutoff_hz * 2048 / 48_000))
+        log_target = np.zeros((frames.shape[0], frames.shape[1] - k_cut))
+        for lo, hi in hf_bands(cutoff_hz):
+            band = self._ref_log[:, lo:hi].mean(axis=1)  # [N]
+            level = band[active].mean() + anchor - anchor[active].mean()
+            log_target[:, lo - k_cut : hi - k_cut] = level[:, None]
+        target = np.maximum(10.0**log_target - floor, 0.0)
+        target[anchor <= FILL_MIN] = 0.0
+        return torch.from_numpy(target.T).float()
+
+
+def run_engine(engine: DSPEngine, inp: torch.Tensor, cutoff: float, protocol: str):
+    """``(output [C, T], cutoff the engine used)`` under ``protocol`` (nominal | pipeline)."""
+    if protocol == "pipeline":
+        out, report = upsample(engine, inp)
+        return out, report.cutoff_hz
+    return engine(inp, torch.full((inp.shape[0],), cutoff)), cutoff
+
+
 def score(
     refs: list[Path], kinds: list[str], tables: dict[str, str | None], args: argparse.Namespace
 ) -> list[dict[str, object]]:
     """One row per (reference, kind) with LSD-HF and levels for sinc and every table."""
     engines = {name: DSPEngine(DSPConfig(table_path=t)) for name, t in tables.items()}
+    if args.oracle:
+        engines["oracle"] = OracleEnvelope()
     rows = []
     for path in refs:
         x = load_reference(path, args.max_seconds)
@@ -85,7 +138,11 @@ def score(
                 "level_ref": level_db(ref, k), "level_in": level_db(inp, k),
             }
             for name, engine in engines.items():
-                out = engine(inp, torch.full((inp.shape[0],), cutoff))
+                if isinstance(engine, OracleEnvelope):
+                    engine.reference = ref
+                oracle = isinstance(engine, OracleEnvelope)  # always given the cutoff
+                out, used = run_engine(engine, inp, cutoff, "nominal" if oracle else args.protocol)
+                row.setdefault("used", used)
                 row[name] = float(lsd_hf(out, ref, cutoff).mean())
                 row[f"level_{name}"] = level_db(out, k)
             rows.append(row)
@@ -109,7 +166,7 @@ def report(rows: list[dict[str, object]], kinds: list[str], names: list[str]) ->
         )
         levels = [np.mean([r[k] for r in sel]) for k in ("level_ref", "level_in")]
         levels += [np.mean([r[f"level_{n}"] for r in sel]) for n in names]
-        cut = "-" if kind == "all" else f"{np.median([r['cutoff'] for r in sel]):.0f}"
+        cut = "-" if kind == "all" else f"{np.median([r['used'] for r in sel]):.0f}"
         print(f"| {kind} | {len(sel)} | {cut} | {sinc:.3f} | {cells} | "
               + " / ".join(f"{v:.1f}" for v in levels) + " |")
 
@@ -134,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip references whose own band ends below this")
     ap.add_argument("--fit-corpus", type=Path, nargs=2, metavar=("CORPUS", "CACHE"))
     ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--protocol", default="nominal", choices=["nominal", "pipeline"],
+                    help="nominal: the engine gets the degradation's cutoff; pipeline: "
+                    "audiosr.pipeline.upsample (detected band limits, pre-filter, merge)")
+    ap.add_argument("--oracle", action="store_true",
+                    help="add the bound: the reference's own envelope (see the docstring)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     torch.set_num_threads(1)
@@ -148,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         tables = tables or {"bundled": None}
         refs = sorted(p for r in args.refs for p in ([r] if r.is_file() else r.rglob("*.wav")))
         rows = score(refs, kinds, tables, args)
-        report(rows, kinds, list(tables))
+        report(rows, kinds, [*tables, *(["oracle"] if args.oracle else [])])
         return 0
     corpus, cache = args.fit_corpus
     with open(corpus / "manifest.csv", newline="") as f:
@@ -163,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             refs = sorted(corpus / r["kind"] / f"{r['clip']}.wav" for r in manifest
                           if r["package"] in out)
             rows += score(refs, kinds, {**tables, "package-out": str(table)}, args)
-    report(rows, kinds, [*tables, "package-out"])
+    report(rows, kinds, [*tables, "package-out", *(["oracle"] if args.oracle else [])])
     return 0
 
 

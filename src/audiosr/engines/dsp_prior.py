@@ -132,12 +132,19 @@ class EnvelopePrior:
         path: ``.npz`` written by ``tools/dsp_prior/train.py``; None loads the bundled table.
             Read with ``allow_pickle=False``.
         frame_clip: bound on the per-frame deviations fed to the model (log10 units).
+        feature_clip: bound on the standardised per-item features (training standard
+            deviations). A linear model extrapolates without limit: a loud input whose top
+            band is a resampler's transition band (a band-limit detector may place the
+            cutoff on it) gave features 5-20 deviations out and a band 100 dB too loud.
+            Clipped, such an input is read as the most extreme one the table was fitted on.
 
     Raises:
         ValueError: the file lacks a key of the table or has inconsistent shapes.
     """
 
-    def __init__(self, path: str | Path | None = None, frame_clip: float = 3.0) -> None:
+    def __init__(
+        self, path: str | Path | None = None, frame_clip: float = 3.0, feature_clip: float = 3.0
+    ) -> None:
         path = Path(path) if path is not None else default_table()
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in TABLE_KEYS if k not in z.files]
@@ -147,7 +154,10 @@ class EnvelopePrior:
         cuts = self.table["cutoffs"]
         if cuts.ndim != 1 or len(cuts) < 2 or np.any(np.diff(cuts) <= 0):
             raise ValueError(f"{path}: cutoffs must be at least 2 increasing values")
+        if frame_clip <= 0 or feature_clip <= 0:
+            raise ValueError(f"clips must be > 0, got {frame_clip} and {feature_clip}")
         self.frame_clip = frame_clip
+        self.feature_clip = feature_clip
 
     def predict(self, power: np.ndarray, cutoff_hz: float) -> tuple[np.ndarray, np.ndarray]:
         """Log10 power above the cutoff for every frame of one item.
@@ -179,6 +189,7 @@ class EnvelopePrior:
                 continue
             nb = int(tab["n_bands"][i])
             xs = (feats - tab["x_mean"][i]) / tab["x_std"][i]
+            xs = np.clip(xs, -self.feature_clip, self.feature_clip)
             band = a_mean + tab["y0"][i, :nb] + xs @ tab["W"][i, :, :nb] + tab["shift"]
             per_frame = band[None, :] + deviations @ tab["G"][i, :, :nb]  # [N, nb]
             centres = math.log2(cuts[i]) + (np.arange(nb) + 0.5) / BANDS_PER_OCT
