@@ -15,7 +15,8 @@ its own band limit; provenance in ``tools/dsp_prior/README.md``):
    four hinges: quiet items more often have nothing above the cutoff) and the noise floor of
    the top octave (10th percentile of its bins). Per frame, 8 deviations from those medians.
 2. For the two trained cutoffs around the input's (3 to 20 kHz in 1 kHz steps), a ridge
-   regression maps the standardised features to the mean log10 power of every 1/6-octave band
+   regression maps the standardised features (clipped to 3 training standard deviations: a
+   linear model must not extrapolate) to the mean log10 power of every 1/6-octave band
    above the cutoff relative to the item's mean anchor, and a second one adds a per-frame term
    from the frame's deviations. Bands are interpolated to bins on log-frequency; the two
    cutoffs are blended linearly in log-cutoff.
