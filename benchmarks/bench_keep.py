@@ -8,9 +8,10 @@ ffmpeg AAC, Opus, Vorbis, sox resampling), with the engines that need no downloa
 compares the output's third-octave band levels with the input's (resampled to 48 kHz).
 
 A band *has content* when the input's level there lies within ``--edge-db`` (80) dB of its
-loudest band and 6 dB above its floor (its quietest band above 1 kHz), below 95 % of the input's
-Nyquist. An input *loses content* when the output lies more than ``--loss-db`` (3) dB below the
-input in any such band. Counted per kind of input and engine, for two variants of the pipeline:
+loudest band and 6 dB above its noise floor (the 5th percentile of its fine spectrum above
+1 kHz), below 95 % of the input's Nyquist. An input *loses content* when the output lies
+more than ``--loss-db`` (3) dB below the input in any such band. Counted per kind of input
+and engine, for two variants of the pipeline:
 
 * ``keep`` (the default): a detected band limit deletes nothing: what the pre-filter took from
   the engine's input is added back to its output;
@@ -54,9 +55,11 @@ FLOOR_MARGIN_DB = 6.0
 CENTRES = 1000.0 * 10.0 ** (np.arange(0, 14) / 10.0)
 
 
-def third_octave_db(x: np.ndarray, sr: int) -> np.ndarray:
-    """Mean power (dB) of ``x`` ``[C, T]`` in each third-octave band of :data:`CENTRES`,
-    per channel: ``[C, len(CENTRES)]`` (Welch, Hann, ~43 ms frames)."""
+def third_octave_db(x: np.ndarray, sr: int, nyquist: float) -> tuple[np.ndarray, np.ndarray]:
+    """Third-octave levels of ``x`` ``[C, T]``: mean power (dB) in each band of
+    :data:`CENTRES` per channel, ``[C, len(CENTRES)]``, and each channel's noise floor ``[C]``:
+    the 5th percentile of its fine spectrum (dB per bin) from 1 kHz to 95 % of ``nyquist``
+    (Welch, Hann, ~43 ms frames)."""
     nper = min(int(2048 * sr / 48_000), x.shape[-1])
     f, p = signal.welch(x, sr, window="hann", nperseg=nper, axis=-1)
     out = np.full((x.shape[0], len(CENTRES)), -300.0)
@@ -64,19 +67,23 @@ def third_octave_db(x: np.ndarray, sr: int) -> np.ndarray:
         sel = (f >= fc * 2 ** (-1 / 6)) & (f < fc * 2 ** (1 / 6))
         if sel.any():
             out[:, i] = 10 * np.log10(np.maximum(p[:, sel].mean(axis=-1), 1e-30))
-    return out
+    fine = 10 * np.log10(np.maximum(p[:, (f >= 1000.0) & (f <= 0.95 * nyquist)], 1e-30))
+    floor = np.percentile(fine, 5.0, axis=-1) if fine.shape[-1] else np.full(x.shape[0], -300.0)
+    return out, floor
 
 
 def losses(x48: np.ndarray, y: np.ndarray, nyquist_in: float, edge_db: float) -> np.ndarray:
     """Per channel, the largest loss (dB, >= 0) of ``y`` against ``x48`` over the bands where
     the input has content (see the module docstring)."""
-    lx, ly = third_octave_db(x48, 48_000), third_octave_db(y, 48_000)
+    lx, floor = third_octave_db(x48, 48_000, nyquist_in)
+    ly, _ = third_octave_db(y, 48_000, nyquist_in)
     usable = CENTRES * 2 ** (1 / 6) <= 0.95 * nyquist_in
     worst = np.zeros(x48.shape[0])
     for c in range(x48.shape[0]):
-        floor = lx[c, usable].min() if usable.any() else -300.0
+        if not usable.any():
+            continue
         content = usable & (lx[c] >= lx[c, usable].max() - edge_db)
-        content &= lx[c] >= floor + FLOOR_MARGIN_DB
+        content &= lx[c] >= floor[c] + FLOOR_MARGIN_DB
         if content.any():
             worst[c] = max(0.0, float((lx[c, content] - ly[c, content]).max()))
     return worst
