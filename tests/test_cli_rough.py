@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -319,6 +320,35 @@ def test_offline_first_run_fails_fast_with_the_hf_download_hint(tmp_path, capsys
     assert "hf download haoheliu/audiosr_basic pytorch_model.bin" in err
     assert "--engine dsp" in err and "huggingface-cli" not in err
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+
+
+def test_a_hanging_resolver_fails_fast_too(tmp_path, capsys, monkeypatch) -> None:
+    """DNS that never answers: the request's own timeout does not cover name resolution."""
+    import huggingface_hub
+    import huggingface_hub.constants as hub_constants
+
+    from audiosr import weights
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("AUDIOSR_CHECKPOINT_BASIC", raising=False)
+    monkeypatch.setattr(weights, "HUB_TIMEOUT_S", 1.0)
+    release = threading.Event()
+
+    def hangs(*_args, **_kwargs):
+        release.wait(60)  # a resolver that does not answer
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", hangs)
+    src = tone_noise(tmp_path / "a.wav")
+    start = time.monotonic()
+    try:
+        code, err = run(capsys, str(src), "-s", str(tmp_path / "out"), "-q")
+    finally:
+        release.set()
+    assert time.monotonic() - start < 8
+    assert code == 1 and "no answer within 2 s" in err
+    assert "hf download haoheliu/audiosr_basic pytorch_model.bin" in err
 
 
 def test_hf_hub_offline_names_the_variable(tmp_path, capsys, monkeypatch) -> None:

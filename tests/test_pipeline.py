@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from scipy import signal
 from torch import Tensor
 
 from audiosr import audio_io, pipeline
@@ -421,6 +422,51 @@ def test_prefilter_removes_residue_above_the_cutoff_and_can_be_disabled() -> Non
         freqs = np.fft.rfftfreq(n, 1 / SR)
         residue = spec[np.abs(freqs - 12_000) < 5].max() / spec[freqs < 5000].max()
         assert (residue > 1e-2) == expect_residue, residue
+
+
+def _band_db(x: np.ndarray, lo: float, hi: float) -> float:
+    """Mean power (dB) of ``x [T]`` at 48 kHz between ``lo`` and ``hi`` Hz (Blackman-Harris
+    window: leakage from the band below stays > 90 dB down)."""
+    w = signal.get_window("blackmanharris", len(x))
+    spec = np.abs(np.fft.rfft(x.astype(np.float64) * w)) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / SR)
+    return float(10 * np.log10(spec[(freqs >= lo) & (freqs < hi)].mean()))
+
+
+def test_a_detected_band_limit_deletes_nothing_a_given_one_replaces() -> None:
+    """Issue 9: content above a detected band limit (a roll-off read as a limit, residue) is
+    kept in the output: the engine sees the pre-filtered rows, and what the pre-filter took
+    away is added back. With the identity engine the output is then the input itself."""
+    n = 3 * SR
+    band = bandlimited_noise(n, SR, 8000, rms=0.1, seed=1)[0]
+    spec = np.fft.rfft(bandlimited_noise(n, SR, 16_000, rms=1.0, seed=2)[0])
+    spec[np.fft.rfftfreq(n, 1 / SR) < 9000] = 0
+    shelf = np.fft.irfft(spec, n=n)
+    shelf *= 10 ** (-45 / 20) * 0.1 / np.sqrt(np.mean(shelf**2))  # 45 dB under the band
+    x = (band + shelf).astype(np.float32)
+    audio = torch.from_numpy(x[None])
+    engine = Recorder()
+    y, report = upsample(engine, audio)
+    assert 7600 < report.cutoff_hz < 8400, report  # the cliff is found ...
+    ((seen, _),) = engine.calls
+    assert _band_db(seen[0, :n].numpy(), 9500, 15500) < _band_db(x, 9500, 15500) - 60
+    # ... the engine sees a clean band limit, and the output keeps the shelf: it is the input.
+    np.testing.assert_allclose(y[0].numpy(), x, atol=2e-4)
+    assert abs(_band_db(y[0].numpy(), 9500, 15500) - _band_db(x, 9500, 15500)) < 0.1
+    # A band limit given by the caller replaces the band above it (the identity engine adds
+    # nothing there).
+    y, _ = upsample(Recorder(), audio, PipelineOptions(cutoff_hz=8000))
+    assert _band_db(y[0].numpy(), 9500, 15500) < _band_db(x, 9500, 15500) - 60
+    y, _ = upsample(Recorder(), audio, PipelineOptions(cutoff_hz=8000, keep_above_cutoff=True))
+    np.testing.assert_allclose(y[0].numpy(), x, atol=2e-4)
+    y, _ = upsample(Recorder(), audio, PipelineOptions(keep_above_cutoff=False))  # as before
+    assert _band_db(y[0].numpy(), 9500, 15500) < _band_db(x, 9500, 15500) - 60
+    # Without the pre-filter there is nothing to add back: the engine sees the shelf itself.
+    engine = Recorder()
+    y, report = upsample(engine, audio, PipelineOptions(prefilter=False))
+    seen = engine.calls[0][0][0, :n].numpy() / report.gain  # the engine works at peak 0.5
+    np.testing.assert_allclose(seen, x, atol=1e-6)
+    np.testing.assert_allclose(y[0].numpy(), x, atol=2e-4)
 
 
 def test_cutoff_is_detected_or_overridden_and_floored() -> None:

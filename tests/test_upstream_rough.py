@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -311,6 +312,33 @@ def test_lowpass_condition_with_a_blocked_module(monkeypatch, blocked) -> None:
     got = simulate_lowpass(wave, 6000.0, "ellip")
     assert torch.equal(got, expected)
     assert sys.modules[blocked] is None  # the host's block is back in place
+
+
+def test_cold_start_with_blocked_modules_in_a_fresh_interpreter() -> None:
+    """scipy caches the array namespace after its first call, so an in-process test that ran
+    resample_poly before the block proves nothing: a fresh interpreter blocks first."""
+    code = (
+        "import sys\n"
+        "for name in ('cupy', 'jax'): sys.modules[name] = None\n"
+        "import numpy as np, torch\n"
+        "from audiosr.eval.degrade import Degradation, apply\n"
+        "from audiosr.dsp.lowpass import simulate_lowpass\n"
+        "x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 48000)))\n"
+        "y, cut = apply(Degradation(kind='resample', rate=16000), x)\n"
+        "z = simulate_lowpass(x.float(), 6000.0, 'ellip')\n"
+        "assert sys.modules['cupy'] is None and sys.modules['jax'] is None\n"
+        "print(cut, float(y.abs().sum()), float(z.abs().sum()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    cut, y_sum, z_sum = map(float, out.stdout.split())
+    from audiosr.eval.degrade import Degradation, apply
+
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 48000)))
+    y, expected_cut = apply(Degradation(kind="resample", rate=16000), x)
+    assert cut == expected_cut == 8000.0
+    assert y_sum == pytest.approx(float(y.abs().sum()), rel=1e-12)
+    assert z_sum == pytest.approx(float(simulate_lowpass(x.float(), 6000.0, "ellip").abs().sum()))
 
 
 def test_upper_case_safetensors_and_convert_permissions(golden, golden_config, tmp_path) -> None:

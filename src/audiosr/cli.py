@@ -224,7 +224,9 @@ def _upsample_parser() -> argparse.ArgumentParser:
         "--cutoff",
         type=float,
         default=None,
-        help="input band limit in Hz, up to 24000; below 1000 counts as 1000 (default: detected)",
+        help="input band limit in Hz, up to 24000; below 1000 counts as 1000; the band above it "
+        "is replaced by the generated one (default: detected per channel, and whatever the "
+        "input has above a detected limit is kept)",
     )
     p.add_argument(
         "--no_prefilter",

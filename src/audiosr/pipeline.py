@@ -7,11 +7,14 @@
     5. resample        to 48 kHz (soxr, streaming)
     6. segment         fixed 10.24 s segments (5.12 s blocks for short inputs), 1.28 s overlap
     7. pre-filter      steep zero-phase low-pass of each channel at its own band limit
-                       (removes codec residue: the MP3 "spectral hole" fix)
+                       (the engine sees a clean band limit, not codec residue: the MP3
+                       "spectral hole" fix)
     8. engine          band-limited rows -> full band; rows of one or many files are grouped
                        into calls of at most ``batch_size`` rows (:mod:`audiosr.batching`)
-    9. keep low band   below each channel's band limit the output is that channel's input
-                       (raised-cosine crossover, ``dsp/crossover``)
+    9. keep the input  below each channel's band limit the output is that channel's input
+                       (raised-cosine crossover, ``dsp/crossover``); above a *detected* band
+                       limit, what the pre-filter removed is added back to the generated band,
+                       so nothing the input had is deleted, even where the detector reads low
     10. overlap-add    raised-cosine cross-fade between segments (``chunking``)
     11. undo gain      the input's loudness back (or, with ``keep_loudness=False``, the
                        original's level: peak 0.5, mean removed)
@@ -81,7 +84,9 @@ class PipelineOptions:
 
     Attributes:
         cutoff_hz: band limit of the input in Hz, for every channel; None detects each
-            channel's own.
+            channel's own. A detected band limit deletes nothing: whatever the input has above
+            it is kept in the output (added to the generated band). A given one is a decision
+            to replace: the band above it is the engine's alone.
         prefilter: low-pass each channel at its cutoff before the engine (the MP3 fix).
         force: process inputs (and channels) that are already full band instead of passing
             them through.
@@ -92,6 +97,9 @@ class PipelineOptions:
         batch_size: rows (segments x channels, of one or many files) per engine call.
         crossover_hz: width of the raised-cosine band, ending at the cutoff, where the input
             hands over to the generated band.
+        keep_above_cutoff: add what the pre-filter removed back to the engine's output, so
+            the input's own content above the band limit stays in the result. None (default):
+            when the band limit is detected, not when ``cutoff_hz`` is given.
     """
 
     cutoff_hz: float | None = None
@@ -102,6 +110,7 @@ class PipelineOptions:
     overlap_s: float = 1.28
     batch_size: int = 4
     crossover_hz: float = 500.0
+    keep_above_cutoff: bool | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -270,6 +279,11 @@ class _Job:
         self.cutoffs = [plan.cutoffs_hz[c] for c in self.active]
         self.cutoff_rows = torch.tensor(self.cutoffs, dtype=torch.float64)
         self.out_gain = 1.0 / plan.gain if options.keep_loudness else 1.0
+        # Above a detected band limit the input's own content is added back (step 9); a band
+        # limit the caller gave replaces it.
+        keep = options.keep_above_cutoff
+        keep = options.cutoff_hz is None if keep is None else keep
+        self.keep_above = options.prefilter and keep
         self.pending = 0  # segments handed to the scheduler, not yet back
         self.segments_done = 0
         self.emitted = 0  # output samples written
@@ -289,9 +303,13 @@ class _Job:
                 raw = seg.float()  # [C, segment] at the input's level
                 flat = raw[self.active] * self.plan.gain  # [R, segment], the engine's level
                 rows = self._prefilter(flat)
+                removed = flat - rows if self.keep_above else None
                 self.pending += 1
                 scheduler.add(
-                    rows, self.cutoff_rows, lambda y, r=raw, f=flat: self._take(r, f, y), self.fail
+                    rows,
+                    self.cutoff_rows,
+                    lambda y, r=raw, f=flat, d=removed: self._take(r, f, d, y),
+                    self.fail,
                 )
                 yield
         except Exception as exc:  # e.g. the file cannot be decoded part-way
@@ -310,10 +328,18 @@ class _Job:
             out[idx] = prefilter_lowpass(flat[idx], SAMPLE_RATE, cutoff)
         return out
 
-    def _take(self, raw: Tensor, flat: Tensor, y: Tensor) -> None:
-        """Steps 9-11 for one segment's engine output ``y`` [R, segment]."""
+    def _take(self, raw: Tensor, flat: Tensor, removed: Tensor | None, y: Tensor) -> None:
+        """Steps 9-11 for one segment's engine output ``y`` [R, segment].
+
+        ``flat`` [R, segment] is the engine's input before the pre-filter and ``removed`` what
+        the pre-filter took from it (None: nothing is added back).
+        """
         if self.failed:
             return
+        if removed is not None:
+            # Whatever the input has above its band limit (a roll-off the detector read as a
+            # band limit, codec residue) stays in the output, on top of the generated band.
+            y = y + removed
         # Below the cutoff the answer is the input itself (un-pre-filtered: the pre-filter's
         # transition band starts a few % below the cutoff).
         merged = merge_low_band(y, flat, self.cutoffs, self.options.crossover_hz) * self.out_gain

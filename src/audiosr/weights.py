@@ -15,8 +15,9 @@ import logging
 import os
 import pickle
 import tempfile
+import threading
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -98,10 +99,10 @@ def _download(repo_id: str, name: str) -> Path:
     hint = download_hint(repo_id, name)
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
         raise CheckpointError(hint + " (HF_HUB_OFFLINE is set)")
-    try:
-        get_hf_file_metadata(hf_hub_url(repo_id, CHECKPOINT_FILENAME), timeout=HUB_TIMEOUT_S)
-    except Exception as exc:  # DNS, connection, timeout, proxy, HTTP errors: all mean "no"
-        raise CheckpointError(f"{hint} ({_reason(exc)})") from None
+    url = hf_hub_url(repo_id, CHECKPOINT_FILENAME)
+    failure = _probe(lambda: get_hf_file_metadata(url, timeout=HUB_TIMEOUT_S), HUB_TIMEOUT_S)
+    if failure is not None:
+        raise CheckpointError(f"{hint} ({failure})")
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(HUB_TIMEOUT_S)))
     log.info("downloading %s/%s (first use only)", repo_id, CHECKPOINT_FILENAME)
     try:
@@ -110,7 +111,36 @@ def _download(repo_id: str, name: str) -> Path:
         raise CheckpointError(f"{hint} ({_reason(exc)})") from None
 
 
-def _reason(exc: Exception) -> str:
+def _probe(request: Callable[[], object], timeout_s: float) -> str | None:
+    """Run ``request`` (one hub request) for at most about ``timeout_s`` seconds.
+
+    The request's own timeout covers connecting and reading, not name resolution: a resolver
+    that hangs (no route to its DNS server) would block ``getaddrinfo`` for tens of seconds.
+    The request runs in a daemon thread, and a thread still waiting after ``timeout_s + 1`` s
+    counts as "the hub cannot be reached" (it is left to finish on its own).
+
+    Returns:
+        None when the request succeeded, else the reason it did not, in one line.
+    """
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            request()
+            outcome.append(None)
+        except BaseException as exc:  # DNS, connection, timeout, proxy, HTTP: all mean "no"
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, name="audiosr-hub-probe", daemon=True)
+    worker.start()
+    worker.join(timeout_s + 1.0)
+    if not outcome:
+        return f"no answer within {timeout_s + 1.0:.0f} s (name resolution or connection hangs)"
+    exc = outcome[0]
+    return None if exc is None else _reason(exc)
+
+
+def _reason(exc: BaseException) -> str:
     """``Type: first line`` of an exception, at most 200 characters of message."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__

@@ -49,7 +49,9 @@ This module looks for the edge itself, on the long-term average spectrum (LTAS) 
    (the drop test starts to hold there) and reaches the cliff: a roll-off that begins lower
    down and ends at a coder's cliff is content the coder kept. Without either, the input is
    full band. Narrow bumps (tone leakage, coder islands) are removed for both tests by
-   running minima over a 12th of an octave.
+   running minima: over a 12th of an octave for the cliff, a 24th for the skirt (a wider one
+   pulls a skirt's start down by half its width and erases the short plateaus of a coder's
+   staircase, so the skirt test passed where a cliff should decide).
 
 For a filter, the result is the frequency where its response has fallen ``drop_db`` below the
 pass band (its -20 dB point: within 5 % of the design cutoff for the order-8 elliptic filter)
@@ -269,7 +271,8 @@ def cutoff_from_spectrum(
     # A cliff falls from content: its top lies less than _FLOOR_DEPTH_DB under the reference
     # band (deeper steps, e.g. from a noise floor into a resampler's stop band, are floor).
     cliff = (top - rest >= cliff_db) & (top >= ref - _FLOOR_DEPTH_DB)
-    eroded = ndimage.minimum_filter1d(lg, 2 * w + 1, mode="nearest")
+    # For the skirt, bumps narrower than a 24th of an octave go (see the module docstring).
+    eroded = ndimage.minimum_filter1d(lg, w + 1, mode="nearest")
     # The lowest cliff, unless a skirt under it is where the spectrum leaves the band (the
     # drop test starts to hold there) and reaches the cliff (it has fallen _SKIRT_CLIFF_DB by
     # the cliff, or falls at twice the skirt's rate into it: a filter's skirt may end in a

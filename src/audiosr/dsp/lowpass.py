@@ -112,16 +112,16 @@ def _blocked_modules_hidden() -> Iterator[None]:
             sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
-def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
-    """``scipy.signal.resample_poly(x, up, down)`` (its defaults), also on hosts that block
-    modules with ``sys.modules[name] = None`` (see :func:`_blocked_modules_hidden`)."""
+def resample_poly(x: np.ndarray, up: int, down: int, axis: int = 0) -> np.ndarray:
+    """``scipy.signal.resample_poly(x, up, down, axis=axis)`` (its defaults), also on hosts
+    that block modules with ``sys.modules[name] = None`` (see :func:`_blocked_modules_hidden`)."""
     try:
-        return scipy.signal.resample_poly(x, up, down)
+        return scipy.signal.resample_poly(x, up, down, axis=axis)
     except AttributeError:
         if not any(module is None for module in list(sys.modules.values())):
             raise
     with _blocked_modules_hidden():
-        return scipy.signal.resample_poly(x, up, down)
+        return scipy.signal.resample_poly(x, up, down, axis=axis)
 
 
 def _fit_length(y: np.ndarray, length: int) -> np.ndarray:

@@ -35,6 +35,8 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
+from ..dsp.lowpass import resample_poly
+
 log = logging.getLogger(__name__)
 
 Kind = Literal["lowpass", "resample", "mp3", "opus", "vorbis"]
@@ -137,8 +139,8 @@ def _lowpass(x: np.ndarray, d: Degradation, sample_rate: int) -> np.ndarray:
 
 def _resample(x: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
     g = math.gcd(rate, sample_rate)
-    down = ss.resample_poly(x, rate // g, sample_rate // g, axis=-1)
-    up = ss.resample_poly(down, sample_rate // g, rate // g, axis=-1)
+    down = resample_poly(x, rate // g, sample_rate // g, axis=-1)
+    up = resample_poly(down, sample_rate // g, rate // g, axis=-1)
     return _fit_length(up, x.shape[-1])
 
 
