@@ -24,10 +24,11 @@ its own band limit; provenance in ``tools/dsp_prior/README.md``):
 Held out by source package (each package scored with a table fitted without it), the LSD
 ratio to the unprocessed input at 4/8/12 kHz improved from 0.56 to 0.53 over the tilt
 extrapolation; on real lame 128 kbps and 32 kHz-resampled inputs of held-out full-band
-recordings, LSD-HF fell from 0.64 / 0.80 to 0.49 / 0.65 of plain resampling's; the
-best possible per-file envelope would give 0.34, and the features explain only part of it
-(correlation 0.1 to 0.4 per band): the high band of real audio is not very predictable from
-its low band.
+recordings, LSD-HF fell from 0.64 / 0.80 to 0.49 / 0.65 of plain resampling's (0.48 / 0.65
+with the feature clip; each file's own long-term envelope would give 0.41 / 0.54). On
+low-passed clips the best possible per-file envelope would give 0.34, and the features
+explain only part of it (correlation 0.1 to 0.4 per band): the high band of real audio is
+not very predictable from its low band.
 """
 
 from __future__ import annotations
