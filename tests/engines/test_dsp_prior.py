@@ -119,7 +119,8 @@ def test_features_outside_the_fitted_range_do_not_blow_up_the_band(tmp_path: Pat
     loud = _tilted_noise(2.0, -3.0, 4) * 1.8  # peak 0.9
     spec = torch.fft.rfft(loud.double())
     spec[..., torch.fft.rfftfreq(loud.shape[-1], 1 / SR) > cutoff] = 0
-    power = power_spectrogram(torch.fft.irfft(spec, n=loud.shape[-1]).float())[0].numpy()
+    cut = torch.fft.irfft(spec, n=loud.shape[-1]).float()
+    power = power_spectrogram(cut)[0].numpy()
     _, _, feats, _ = describe(power, cutoff)
     assert feats[hinge] > 0.5  # loud enough for the hinge (precondition)
     known = np.log10(power[:, 270:745].mean())  # the octave under the cutoff (6.3-17.5 kHz)
@@ -128,6 +129,10 @@ def test_features_outside_the_fitted_range_do_not_blow_up_the_band(tmp_path: Pat
     level = np.log10(np.mean(10.0**pred))
     assert level < known  # not louder than the known band (no real -3 dB/oct source is)
     assert abs(level - real) < 3.0  # within 30 dB of the real band (without the clip: > 100)
+    # the engine with that table: a finite band, not above the known band
+    out = DSPEngine(DSPConfig(table_path=str(tmp_path / "narrow.npz")))(cut, torch.tensor([cutoff]))
+    added = power_spectrogram(out)[0].numpy()[:, 780:]
+    assert np.isfinite(added).all() and np.log10(added.mean()) < known
     unclipped, _ = EnvelopePrior(tmp_path / "narrow.npz", feature_clip=1e12).predict(power, cutoff)
     assert unclipped.mean() > known + 10.0  # what the clip prevents (log10 units)
 
