@@ -199,3 +199,24 @@ def test_real_lame_128_cuts_where_mp3_files_do() -> None:
     keep = np.fft.rfftfreq(x.shape[-1], 1 / SR) < 8000
     a, b = (np.fft.irfft(np.fft.rfft(z) * keep, n=x.shape[-1]) for z in (x[0], y[0]))
     assert np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)) > 0.99  # sample-aligned
+
+
+def test_codec_eval_protocols_and_bound(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """codec_eval.py (the README's codec table): with the degradation's cutoff, with the
+    pipeline's detected one (same LSD-HF bins, so sinc's column is the same), and the bound
+    given by the reference's own envelope, which beats the prediction."""
+    codec_eval = _tool("codec_eval")
+    ref = _tilted_noise(3.0, -4.0, 12)[0].numpy()
+    sf.write(tmp_path / "ref.wav", ref, SR, subtype="FLOAT")
+
+    def row(argv: list[str]) -> list[str]:
+        assert codec_eval.main([str(tmp_path), "--kinds", "resample32k", *argv]) == 0
+        line = next(t for t in capsys.readouterr().out.splitlines() if t.startswith("| resample"))
+        return [c.strip() for c in line.strip("|").split("|")]
+
+    given = row(["--oracle"])  # kind, files, cutoff, sinc, dsp, ratio, oracle, ratio, levels
+    assert given[1] == "1" and given[2] == "16000"
+    assert float(given[7]) < float(given[5]) < 1.0
+    piped = row(["--protocol", "pipeline"])
+    assert piped[3] == given[3]  # sinc, scored on the same bins
+    assert piped[2] != "16000" and float(piped[5]) < 1.0  # the detector's cutoff, still < sinc
