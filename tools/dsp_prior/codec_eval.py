@@ -22,8 +22,8 @@ low-passed there before the engine and put back below it; a channel read as full
 passed through); LSD-HF is still taken above the degradation's own cutoff, as for sinc, and
 the cutoff column gives the median of the detected ones. ``--oracle`` adds a bound: the
 engine given each reference's own long-term envelope above the cutoff (mean level of every
-1/6-octave band, following the input's frame-to-frame level), which no prediction from the
-known band can beat on average (always given the degradation's cutoff).
+1/6-octave band, following the input's frame-to-frame level; always given the degradation's
+cutoff), a bound in practice for any prediction from the known band (not a strict one).
 
 usage: python tools/dsp_prior/codec_eval.py REFS... [--kinds lame128,...] [--tables a.npz,b.npz]
 """
@@ -138,9 +138,9 @@ def score(
                 "level_ref": level_db(ref, k), "level_in": level_db(inp, k),
             }
             for name, engine in engines.items():
-                if isinstance(engine, OracleEnvelope):
-                    engine.reference = ref
                 oracle = isinstance(engine, OracleEnvelope)  # always given the cutoff
+                if oracle:
+                    engine.reference = ref
                 out, used = run_engine(engine, inp, cutoff, "nominal" if oracle else args.protocol)
                 row.setdefault("used", used)
                 row[name] = float(lsd_hf(out, ref, cutoff).mean())
