@@ -201,6 +201,27 @@ def test_real_lame_128_cuts_where_mp3_files_do() -> None:
     assert np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)) > 0.99  # sample-aligned
 
 
+def test_resamplers_polyphase_leaves_a_transition_band_soxr_does_not() -> None:
+    """The two resampler kinds of the codec table: ``audiosr eval``'s polyphase resampler keeps
+    an attenuated band above the new Nyquist, soxr VHQ (as audio_io and sox use) almost none;
+    both report half the rate as the cutoff and keep the band below it."""
+    realcodecs = _tool("realcodecs")
+    x = _tilted_noise(3.0, -3.0, 13)[0].numpy().astype(np.float64)[None]
+    f = np.fft.rfftfreq(x.shape[-1], 1 / SR)
+
+    def band_db(y: np.ndarray, lo: float, hi: float) -> float:
+        p = np.abs(np.fft.rfft(y[0] * np.hanning(y.shape[-1]))) ** 2
+        return float(10 * np.log10(p[(f >= lo) & (f < hi)].mean()))
+
+    poly, cut_poly = realcodecs.degrade_real(x, "resample32k")
+    sharp, cut_sharp = realcodecs.degrade_real(x, "soxr32k")
+    assert cut_poly == cut_sharp == 16_000.0 and sharp.shape == x.shape
+    ref = band_db(x, 16_500, 17_500)
+    assert band_db(poly, 16_500, 17_500) > ref - 40  # the leaky transition band
+    assert band_db(sharp, 16_500, 17_500) < ref - 80
+    assert abs(band_db(sharp, 4000, 14_000) - band_db(x, 4000, 14_000)) < 0.1
+
+
 def test_codec_eval_protocols_and_bound(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """codec_eval.py (the README's codec table): with the degradation's cutoff, with the
     pipeline's detected one (same LSD-HF bins, so sinc's column is the same), and the bound

@@ -8,7 +8,8 @@ The decoded signal is brought back to 48 kHz (soxr, very high quality) and re-al
 sample-exactly with the reference (:func:`audiosr.eval.degrade.estimate_delay`); its band
 limit is measured with :func:`audiosr.eval.degrade.measure_cutoff_hz` (the cutoff
 ``audiosr eval`` reports for codecs). ``resample*`` kinds go down and up through a lower rate
-(:mod:`audiosr.eval.degrade`'s ``resample``) and report half that rate as their cutoff.
+(:mod:`audiosr.eval.degrade`'s ``resample``), ``soxr*`` kinds through soxr VHQ; both report half
+that rate as their cutoff.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ ENCODERS: dict[str, tuple[tuple[str, ...], str]] = {
     "opus96": (("opusenc", "--quiet", "--bitrate", "96", "{src}", "{dst}"), ".opus"),
 }
 RESAMPLERS: dict[str, int] = {"resample32k": 32_000, "resample22k": 22_050}  # kind -> Hz
-KINDS = (*ENCODERS, *RESAMPLERS)
+# The same rates through soxr VHQ (what audio_io, sox and most tools use): a sharp anti-alias
+# filter with almost nothing left above the new Nyquist, where ``audiosr eval``'s polyphase
+# resampler leaves an attenuated transition band (16-18.5 kHz at 32 kHz). Evaluation only.
+SOXR_RESAMPLERS: dict[str, int] = {"soxr32k": 32_000, "soxr22k": 22_050}
+KINDS = (*ENCODERS, *RESAMPLERS, *SOXR_RESAMPLERS)
 
 
 def _run(cmd: list[str]) -> None:
@@ -93,6 +98,12 @@ def degrade_real(x: np.ndarray, kind: str) -> tuple[np.ndarray, float]:
         d = degrade.Degradation("resample", rate=RESAMPLERS[kind])
         y, cutoff = degrade.apply(d, torch.from_numpy(x))
         return y.numpy(), float(cutoff)
+    if kind in SOXR_RESAMPLERS:
+        rate = SOXR_RESAMPLERS[kind]
+        low = soxr.resample(x.T, SAMPLE_RATE, rate, quality="VHQ")
+        y = soxr.resample(low, rate, SAMPLE_RATE, quality="VHQ").T[:, : x.shape[1]]
+        y = np.pad(y, ((0, 0), (0, x.shape[1] - y.shape[1])))
+        return y, rate / 2
     if kind not in ENCODERS:
         raise ValueError(f"unknown kind {kind!r}; choose from {KINDS}")
     y = encode_decode(x, kind)
