@@ -170,10 +170,25 @@ def test_default_threads(monkeypatch) -> None:
     assert threads.default_threads("audiosr") == 8
 
 
-def test_usable_cpus_follows_the_affinity_mask() -> None:
-    if not hasattr(os, "sched_getaffinity"):
-        pytest.skip("no affinity masks on this platform")
-    assert 1 <= threads.usable_cpus() <= len(os.sched_getaffinity(0))
+def test_usable_cpus_follows_the_affinity_mask_and_the_cgroup_quota(monkeypatch, tmp_path) -> None:
+    cpu_max = tmp_path / "cpu.max"
+    monkeypatch.setattr(threads, "Path", lambda _path: cpu_max)  # no cgroup file: mask only
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 2, 5}, raising=False)
+    assert threads.usable_cpus() == 3
+    cpu_max.write_text("max 100000\n")  # no quota
+    assert threads.usable_cpus() == 3
+    cpu_max.write_text("250000 100000\n")  # 2.5 CPUs of time: 2 threads
+    assert threads.usable_cpus() == 2
+    cpu_max.write_text("50000 100000\n")  # half a CPU: still one thread
+    assert threads.usable_cpus() == 1
+
+    def no_affinity(_pid):
+        raise AttributeError("sched_getaffinity")  # not Linux
+
+    monkeypatch.setattr(os, "sched_getaffinity", no_affinity, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    cpu_max.unlink()
+    assert threads.usable_cpus() == 6
 
 
 def test_console_script_sets_passive_waits_before_torch_loads(tmp_path) -> None:
