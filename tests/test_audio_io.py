@@ -384,6 +384,23 @@ def test_parent_that_is_a_file_gives_write_error(tmp_path: Path) -> None:
     _assert_one_line(err, out, "is a file")
 
 
+def test_a_folder_refusing_files_gives_write_error(tmp_path: Path, monkeypatch) -> None:
+    """What a read-only folder does to an unprivileged user, also when the tests run as root
+    (which ignores permissions): creating the temporary file fails with EACCES."""
+    import tempfile
+
+    def refuse(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = tmp_path / "ro" / "out.wav"
+    with pytest.raises(AudioWriteError) as err:
+        write_audio(out, _noise(1, 10), 8000)
+    _assert_one_line(err, out, "not writable")
+    assert "Permission denied" in str(err.value)
+    assert not out.exists()
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permissions")
 def test_read_only_folder_gives_write_error(tmp_path: Path) -> None:
     folder = tmp_path / "ro"
