@@ -7,9 +7,9 @@ real coders and resamplers (the inputs and the cache of ``bench_detector.py``: l
 ffmpeg AAC, Opus, Vorbis, sox resampling), with the engines that need no download, and
 compares the output's third-octave band levels with the input's (resampled to 48 kHz).
 
-A band *has content* when the input's level there lies within ``--edge-db`` (80) dB of its
-loudest band and 6 dB above its noise floor (the 5th percentile of its fine spectrum above
-1 kHz), below 95 % of the input's Nyquist. An input *loses content* when the output lies
+The measure is :func:`audiosr.eval.kept.content_loss_db`: a band *has content* when the
+input's level there lies within ``--edge-db`` (80) dB of its loudest band and 6 dB above its
+noise floor, below 95 % of the input's Nyquist; an input *loses content* when the output lies
 more than ``--loss-db`` (3) dB below the input in any such band. Counted per kind of input
 and engine, for two variants of the pipeline:
 
@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[0] / "src"))
@@ -50,45 +49,6 @@ log = logging.getLogger("bench_keep")
 KINDS = ("original", "mp3-128", "mp3-192", "aac-128", "opus-32", "vorbis-q0", "rs-22k", "rs-32k")
 ENGINES = ("sinc", "dsp")
 VARIANTS = ("replace", "keep")
-FLOOR_MARGIN_DB = 6.0
-# Third-octave band centres (Hz), 1 kHz to 20 kHz (IEC 61260 base-10 series).
-CENTRES = 1000.0 * 10.0 ** (np.arange(0, 14) / 10.0)
-
-
-def third_octave_db(x: np.ndarray, sr: int, nyquist: float) -> tuple[np.ndarray, np.ndarray]:
-    """Third-octave levels of ``x`` ``[C, T]``: mean power (dB) in each band of
-    :data:`CENTRES` per channel, ``[C, len(CENTRES)]``, and each channel's noise floor ``[C]``:
-    the 5th percentile of its fine spectrum (dB per bin) from 1 kHz to 95 % of ``nyquist``
-    (Welch, Hann, ~43 ms frames)."""
-    nper = min(int(2048 * sr / 48_000), x.shape[-1])
-    f, p = signal.welch(x, sr, window="hann", nperseg=nper, axis=-1)
-    out = np.full((x.shape[0], len(CENTRES)), -300.0)
-    for i, fc in enumerate(CENTRES):
-        sel = (f >= fc * 2 ** (-1 / 6)) & (f < fc * 2 ** (1 / 6))
-        if sel.any():
-            out[:, i] = 10 * np.log10(np.maximum(p[:, sel].mean(axis=-1), 1e-30))
-    fine = 10 * np.log10(np.maximum(p[:, (f >= 1000.0) & (f <= 0.95 * nyquist)], 1e-30))
-    floor = np.percentile(fine, 5.0, axis=-1) if fine.shape[-1] else np.full(x.shape[0], -300.0)
-    return out, floor
-
-
-def losses(x48: np.ndarray, y: np.ndarray, nyquist_in: float, edge_db: float) -> np.ndarray:
-    """Per channel, the largest loss (dB, >= 0) of ``y`` against ``x48`` over the bands where
-    the input has content (see the module docstring)."""
-    lx, floor = third_octave_db(x48, 48_000, nyquist_in)
-    ly, _ = third_octave_db(y, 48_000, nyquist_in)
-    usable = CENTRES * 2 ** (1 / 6) <= 0.95 * nyquist_in
-    worst = np.zeros(x48.shape[0])
-    for c in range(x48.shape[0]):
-        if not usable.any():
-            continue
-        content = usable & (lx[c] >= lx[c, usable].max() - edge_db)
-        content &= lx[c] >= floor[c] + FLOOR_MARGIN_DB
-        if content.any():
-            worst[c] = max(0.0, float((lx[c, content] - ly[c, content]).max()))
-    return worst
-
-
 def _measure(args: tuple[str, argparse.Namespace]) -> list[dict]:
     path, a = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -96,6 +56,7 @@ def _measure(args: tuple[str, argparse.Namespace]) -> list[dict]:
 
     from audiosr.api import Upsampler, make_engine
     from audiosr.audio_io import resample
+    from audiosr.eval.kept import content_loss_db
     from audiosr.pipeline import PipelineOptions
 
     torch.set_num_threads(1)
@@ -129,7 +90,7 @@ def _measure(args: tuple[str, argparse.Namespace]) -> list[dict]:
                 t0 = time.perf_counter()
                 y, report = Upsampler(engines[eng], opts).process(x, sr)
                 dt = time.perf_counter() - t0
-                worst = losses(x48, y.numpy(), nyq, a.edge_db)
+                worst = content_loss_db(x48, y.numpy(), nyq, edge_db=a.edge_db)
                 rows.append(dict(path=path, kind=kind, engine=eng, variant=variant,
                                  loss=float(worst.max()), cut=min(report.cutoffs_hz),
                                  passthrough=report.passthrough, seconds=dt))  # fmt: skip
