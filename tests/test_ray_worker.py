@@ -101,6 +101,32 @@ def test_retry_keeps_finished_outputs_and_fails_a_file_that_kills_workers(tmp_pa
     assert log.done(1)["status"] == "failed"
 
 
+def test_journal_removal_outlasts_a_stopping_worker_still_writing(tmp_path, monkeypatch):
+    """After Ctrl-C, an actor that is being stopped may still record a try while the driver
+    deletes the journal: ``rmtree`` lists the folder, the actor adds a record, and the folder
+    is left behind (seen in CI). The driver deletes until the folder is gone."""
+    import shutil
+
+    from audiosr.cluster import driver
+
+    folder = tmp_path / ".audiosr-ray" / "run"
+    folder.mkdir(parents=True)
+    Journal(folder).begin(0)
+    real_rmtree, calls = shutil.rmtree, []
+
+    def racing_rmtree(path, ignore_errors=False):
+        calls.append(path)
+        real_rmtree(path, ignore_errors=ignore_errors)
+        if len(calls) == 1:  # the actor's late record: what rmtree's race leaves
+            Path(path).mkdir()
+            Journal(path).begin(3)
+
+    monkeypatch.setattr(driver.shutil, "rmtree", racing_rmtree)
+    driver._remove_journal(folder)
+    assert len(calls) == 2
+    assert not (tmp_path / ".audiosr-ray").exists()
+
+
 def test_manifest_round_trip_and_mode(tmp_path):
     rows = [{"input": "a.wav", "output": "o/a.wav", "status": "skipped", "band_limit_hz": None,
              "duration_s": None, "seconds": None, "error": ""}]  # fmt: skip

@@ -208,15 +208,30 @@ def _process(todo: list[Planned], out_dir: Path, subtype: str, args: argparse.Na
     else:
         interrupted = False
     finally:
-        shutil.rmtree(journal, ignore_errors=True)
-        try:
-            journal.parent.rmdir()  # only when no other run's journal is there
-        except OSError:
-            pass
         if owns_ray or interrupted:
             ray.shutdown()  # a driver that leaves ends its job: Ray stops the job's actors
         if interrupted:
             _sweep_temps(todo)
+        _remove_journal(journal)
+
+
+def _remove_journal(journal: Path, wait_s: float = 5.0) -> None:
+    """Delete the run's journal folder, and its parent when no other run's journal is there.
+
+    After an interrupt, a stopping actor may still add a record while the folder is being
+    deleted (``rmtree`` then leaves it behind); records are never written into a folder that
+    no longer exists, so deleting again until it is gone (at most ``wait_s``) settles it.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        shutil.rmtree(journal, ignore_errors=True)
+        if not journal.exists() or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    try:
+        journal.parent.rmdir()
+    except OSError:
+        pass
 
 
 def _sweep_temps(todo: list[Planned], wait_s: float = 10.0) -> None:
