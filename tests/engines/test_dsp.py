@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 import numpy as np
 import pytest
@@ -170,25 +169,6 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="learned envelope needs"):
         DSPConfig(n_fft=1024, hop_length=256)
     DSPConfig(envelope="tilt", n_fft=1024, hop_length=256)  # the tilt works at any size
-
-
-def test_faster_than_real_time_on_one_thread() -> None:
-    ref = _harmonic_tones(10.0, -6.0, seed=6)
-    degraded, _ = apply(Degradation("lowpass", 4000.0, "butter", 8), ref)
-    engine = DSPEngine()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        engine(degraded[None, : SR // 2], torch.tensor([4000.0]))  # warm-up
-        start = time.perf_counter()
-        engine(degraded[None], torch.tensor([4000.0]))
-        elapsed = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(threads)
-    speed = 10.0 / elapsed
-    log.info("DSP engine: %.0fx real time on one thread (10 s at 48 kHz)", speed)
-    # The engine runs about 100x real time; the bound is loose for loaded CI machines.
-    assert speed > 10.0
 
 
 # Long-term third-octave levels (dB re the 1 kHz band) of a real full-band recording: the
